@@ -1,0 +1,1 @@
+"""Subcommands of the ``ddpm-ref`` command line, one module each (see ``ddpm_ref.cli``)."""
