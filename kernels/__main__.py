@@ -1,0 +1,91 @@
+"""Validate, then time, one kernel version: ``python -m kernels OP [VERSION] [--backend cuda]``.
+
+    python -m kernels conv2d_forward 1                    # on the CPU, in the emulator
+    python -m kernels attention_forward 2 --backend cuda  # on a GPU
+    python -m kernels list                                # the ops and their versions
+
+As in llm.c's dev/cuda files: the version is first checked against the NumPy reference at each
+block size it supports (stopping at the first few mismatches, with the index and both values);
+only then is it timed (warm-up, then the mean of --repeats runs). Emulator times are CPU times of
+the emulation and say nothing about GPU speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from kernels import OPS, VERSIONS, harness, load_module
+
+
+def _time(fn, repeats, backend):
+    fn()                                               # warm-up (and, on a GPU, the first-launch compile)
+    if backend == "cuda":
+        import cupy
+
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        end.synchronize()
+        return cupy.cuda.get_elapsed_time(start, end) / repeats
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) * 1000 / repeats
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kernels", description=__doc__.splitlines()[0])
+    parser.add_argument("op", choices=(*OPS, "list"))
+    parser.add_argument("version", nargs="?", type=int, default=1)
+    parser.add_argument("--backend", choices=("emulate", "cuda"), default="emulate")
+    parser.add_argument("--shape", type=int, nargs="+",
+                        help="N C H W K R stride pad for the convolutions, B L D for attention")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--reverse-blocks", action="store_true", help="emulate: run blocks last to first")
+    args = parser.parse_args(argv)
+    if args.op == "list":
+        for op in OPS:
+            print(f"{op:24} versions {', '.join(map(str, VERSIONS[op]))}  (kernels/{op}.cu)")
+        return 0
+    if args.version not in VERSIONS[args.op]:
+        parser.error(f"{args.op} has versions {VERSIONS[args.op]}")
+    kind = harness.kind(args.op)
+    shape = tuple(args.shape) if args.shape else harness.DEFAULT_SHAPES[args.backend][kind]
+    if len(shape) != (3 if kind == "attention" else 8):
+        parser.error("--shape takes B L D (attention) or N C H W K R stride pad (convolution)")
+    if args.backend == "cuda":
+        import cupy as xp
+    else:
+        xp = np
+
+    def modules(op):
+        if args.backend == "emulate":
+            return load_module("emulate", op, "default", args.reverse_blocks)
+        return load_module("cuda", op)
+
+    inp = harness.make_inputs(args.op, shape, np.random.default_rng(0))
+    print(f"{args.op} version {args.version}, backend {args.backend}, shape {shape}")
+    for bs in harness.block_sizes(args.op, args.version):
+        problems = harness.validate(args.op, args.version, modules, inp, xp, bs)
+        label = "default" if bs is None else bs
+        if problems:
+            print(f"block size {label}: MISMATCH\n  " + "\n  ".join(problems))
+            return 1
+        print(f"block size {label}: ok")
+    print("All results match. Timing.")
+    repeats = args.repeats or (20 if args.backend == "cuda" else 2)
+    dinp = {k: xp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inp.items()}   # copied once
+    for bs in harness.block_sizes(args.op, args.version):
+        ms = _time(lambda: harness.run(args.op, args.version, modules, dinp, xp, bs), repeats, args.backend)
+        print(f"block size {'default' if bs is None else bs:>7}: {ms:10.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+/*
+Kernels for the backward pass of single-head scaled dot-product attention (see
+attention_forward.cu for the forward pass; ddpm_ref/nn/attention.py for the NumPy reference):
+
+    dv = P^T do
+    dP = do v^T
+    dS = P * (dP - rowsum(dP * P)) * scale          (the softmax backward, times the scale of S)
+    dq = dS k,   dk = dS^T q
+
+Shapes, float32, C-contiguous: q, k, v, o, do, dq, dk, dv (B, L, D); P (B, L, L); logsumexp (B, L).
+(`do` is a C++ keyword: the kernels call it dout.)
+
+Run it on a CPU (validates against the NumPy reference, then times it):
+python -m kernels attention_backward 1
+On an NVIDIA GPU:
+python -m kernels attention_backward 1 --backend cuda
+Compile check: python -m kernels.nvrtc_check attention_backward.cu
+
+version 1 is a direct port of the five NumPy lines, reading P saved by attention_forward.cu
+version 1: one thread per element of dv, of dP, per row of the softmax backward, per element of
+dq and of dk. It stores dP and dS, two (B, L, L) matrices, in global memory.
+
+version 2 matches attention_forward.cu version 2: nothing of size L x L is ever stored. It
+recomputes P_ij = exp(scale * q_i.k_j - logsumexp_i) from the logsumexp the forward pass saved,
+and uses rowsum(dP * P)_i = sum_j P_ij (do_i . v_j) = do_i . o_i =: delta_i (one dot product per row,
+attention_backward_preprocess_kernel2). Then two kernels, so that every output row has exactly
+one thread adding into it (no atomics):
+  * attention_backward_dkdv_kernel2: a block of T threads owns T key rows j and walks over the
+    queries in tiles; thread j adds  P_ij do_i  into dv_j  and  dS_ij q_i  into dk_j.
+  * attention_backward_dq_kernel2: a block of T threads owns T query rows i and walks over the keys
+    in tiles; thread i adds  dS_ij k_j  into dq_i.
+Both recompute the scores (the forward pass computed them once, the backward twice more): FLOPs
+are traded for memory, the choice FlashAttention makes because memory traffic is what is slow.
+Shared memory (dynamic): 6*T*(D+1) + 2*T floats for dkdv, 5*T*(D+1) for dq.
+
+GPU timings: not measured yet (kernels/RESULTS.md says how to measure them).
+*/
+
+// ----------------------------------------------------------------------------
+// version 1: one thread per output element, reading the saved P
+
+extern "C" __global__ void attention_dv_kernel1(const float* __restrict__ p, const float* __restrict__ dout,
+                                                float* __restrict__ dv, int B, int L, int D) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;     // idx = (b*L + j)*D + d
+    if (idx >= B * L * D) { return; }
+    int d = idx % D;
+    int j = (idx / D) % L;
+    int b = idx / (D * L);
+    float acc = 0.0f;
+    for (int i = 0; i < L; i++) {                        // dv = P^T do
+        acc += p[(b * L + i) * L + j] * dout[(b * L + i) * D + d];
+    }
+    dv[idx] = acc;
+}
+
+extern "C" __global__ void attention_dp_kernel1(const float* __restrict__ dout, const float* __restrict__ v,
+                                                float* __restrict__ dp, int B, int L, int D) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;     // idx = (b*L + i)*L + j
+    if (idx >= B * L * L) { return; }
+    int j = idx % L;
+    int i = (idx / L) % L;
+    int b = idx / (L * L);
+    float acc = 0.0f;
+    for (int d = 0; d < D; d++) {                        // dP = do v^T
+        acc += dout[(b * L + i) * D + d] * v[(b * L + j) * D + d];
+    }
+    dp[idx] = acc;
+}
+
+extern "C" __global__ void attention_softmax_backward_kernel1(const float* __restrict__ p, const float* __restrict__ dp,
+                                                              float* __restrict__ ds, int B, int L, float scale) {
+    int row = blockIdx.x * blockDim.x + threadIdx.x;     // row = b*L + i
+    if (row >= B * L) { return; }
+    const float* p_row = p + row * L;
+    const float* dp_row = dp + row * L;
+    float rowdot = 0.0f;                                 // rowsum(dP * P)
+    for (int j = 0; j < L; j++) { rowdot += dp_row[j] * p_row[j]; }
+    for (int j = 0; j < L; j++) {
+        ds[row * L + j] = p_row[j] * (dp_row[j] - rowdot) * scale;
+    }
+}
+
+extern "C" __global__ void attention_dq_kernel1(const float* __restrict__ ds, const float* __restrict__ k,
+                                                float* __restrict__ dq, int B, int L, int D) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;     // idx = (b*L + i)*D + d
+    if (idx >= B * L * D) { return; }
+    int d = idx % D;
+    int i = (idx / D) % L;
+    int b = idx / (D * L);
+    float acc = 0.0f;
+    for (int j = 0; j < L; j++) {                        // dq = dS k
+        acc += ds[(b * L + i) * L + j] * k[(b * L + j) * D + d];
+    }
+    dq[idx] = acc;
+}
+
+extern "C" __global__ void attention_dk_kernel1(const float* __restrict__ ds, const float* __restrict__ q,
+                                                float* __restrict__ dk, int B, int L, int D) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;     // idx = (b*L + j)*D + d
+    if (idx >= B * L * D) { return; }
+    int d = idx % D;
+    int j = (idx / D) % L;
+    int b = idx / (D * L);
+    float acc = 0.0f;
+    for (int i = 0; i < L; i++) {                        // dk = dS^T q
+        acc += ds[(b * L + i) * L + j] * q[(b * L + i) * D + d];
+    }
+    dk[idx] = acc;
+}
+
+// ----------------------------------------------------------------------------
+// version 2: recompute P from the logsumexp, tiles in shared memory
+
+// Launch with block (any), grid (ceil(B*L / block)): delta[b,i] = do_i . o_i.
+extern "C" __global__ void attention_backward_preprocess_kernel2(const float* __restrict__ o,
+                                                                 const float* __restrict__ dout,
+                                                                 float* __restrict__ delta, int B, int L, int D) {
+    int row = blockIdx.x * blockDim.x + threadIdx.x;
+    if (row >= B * L) { return; }
+    float acc = 0.0f;
+    for (int d = 0; d < D; d++) { acc += dout[row * D + d] * o[row * D + d]; }
+    delta[row] = acc;
+}
+
+// Load rows r0 .. r0+T-1 of a (B, L, D) array into a [T][D+1] shared tile (zeros past row L).
+__device__ void load_rows(float* tile, const float* __restrict__ src, int b, int r0, int L, int D, int T) {
+    for (int idx = threadIdx.x; idx < T * D; idx += blockDim.x) {
+        int row = idx / D, d = idx % D;
+        tile[row * (D + 1) + d] = (r0 + row < L) ? src[(b * L + r0 + row) * D + d] : 0.0f;
+    }
+}
+
+// Write rows r0 .. of a [T][D+1] shared tile out to a (B, L, D) array (rows below L only).
+__device__ void store_rows(float* __restrict__ dst, const float* tile, int b, int r0, int L, int D, int T) {
+    for (int idx = threadIdx.x; idx < T * D; idx += blockDim.x) {
+        int row = idx / D, d = idx % D;
+        if (r0 + row < L) { dst[(b * L + r0 + row) * D + d] = tile[row * (D + 1) + d]; }
+    }
+}
+
+__device__ float dot_rows(const float* a, const float* b, int D) {
+    float acc = 0.0f;
+    for (int d = 0; d < D; d++) { acc += a[d] * b[d]; }
+    return acc;
+}
+
+// Launch with block (T), grid (ceil(L / T), B), shared_mem (6*T*(D+1) + 2*T) * 4 bytes.
+extern "C" __global__ void attention_backward_dkdv_kernel2(const float* __restrict__ q, const float* __restrict__ k,
+                                                           const float* __restrict__ v, const float* __restrict__ dout,
+                                                           const float* __restrict__ lse,
+                                                           const float* __restrict__ delta,
+                                                           float* __restrict__ dk, float* __restrict__ dv,
+                                                           int B, int L, int D, float scale) {
+    extern __shared__ float smem[];
+    const int T = blockDim.x;
+    const int Dp = D + 1;
+    float* k_s = smem;                     // [T][Dp] this block's key rows
+    float* v_s = k_s + T * Dp;             // [T][Dp] ... and value rows
+    float* dk_s = v_s + T * Dp;            // [T][Dp] their gradients, summed over the query tiles
+    float* dv_s = dk_s + T * Dp;           // [T][Dp]
+    float* q_s = dv_s + T * Dp;            // [T][Dp] the current tile of queries
+    float* do_s = q_s + T * Dp;            // [T][Dp] ... and of output gradients
+    float* lse_s = do_s + T * Dp;          // [T] their logsumexp
+    float* delta_s = lse_s + T;            // [T] ... and delta
+    const int b = blockIdx.y;
+    const int t = threadIdx.x;
+    const int j0 = blockIdx.x * T;         // the block's first key row
+    const bool active = j0 + t < L;
+
+    load_rows(k_s, k, b, j0, L, D, T);
+    load_rows(v_s, v, b, j0, L, D, T);
+    for (int d = 0; d < D; d++) {
+        dk_s[t * Dp + d] = 0.0f;
+        dv_s[t * Dp + d] = 0.0f;
+    }
+    for (int i0 = 0; i0 < L; i0 += T) {
+        __syncthreads();                   // everyone is done with the previous query tile
+        load_rows(q_s, q, b, i0, L, D, T);
+        load_rows(do_s, dout, b, i0, L, D, T);
+        lse_s[t] = (i0 + t < L) ? lse[b * L + i0 + t] : 0.0f;
+        delta_s[t] = (i0 + t < L) ? delta[b * L + i0 + t] : 0.0f;
+        __syncthreads();                   // the tile is loaded
+        if (active) {
+            const int nq = min(T, L - i0);
+            for (int ii = 0; ii < nq; ii++) {
+                const float* qi = q_s + ii * Dp;
+                const float* doi = do_s + ii * Dp;
+                float p = expf(scale * dot_rows(qi, k_s + t * Dp, D) - lse_s[ii]);   // P_ij, recomputed
+                float dp = dot_rows(doi, v_s + t * Dp, D);                           // dP_ij
+                float ds = p * (dp - delta_s[ii]) * scale;                           // dS_ij
+                for (int d = 0; d < D; d++) {
+                    dv_s[t * Dp + d] += p * doi[d];
+                    dk_s[t * Dp + d] += ds * qi[d];
+                }
+            }
+        }
+    }
+    __syncthreads();                       // all rows done: write them out, coalesced
+    store_rows(dk, dk_s, b, j0, L, D, T);
+    store_rows(dv, dv_s, b, j0, L, D, T);
+}
+
+// Launch with block (T), grid (ceil(L / T), B), shared_mem 5*T*(D+1) * 4 bytes.
+extern "C" __global__ void attention_backward_dq_kernel2(const float* __restrict__ q, const float* __restrict__ k,
+                                                         const float* __restrict__ v, const float* __restrict__ dout,
+                                                         const float* __restrict__ lse,
+                                                         const float* __restrict__ delta,
+                                                         float* __restrict__ dq, int B, int L, int D, float scale) {
+    extern __shared__ float smem[];
+    const int T = blockDim.x;
+    const int Dp = D + 1;
+    float* q_s = smem;                     // [T][Dp] this block's query rows
+    float* do_s = q_s + T * Dp;            // [T][Dp] ... their output gradients
+    float* dq_s = do_s + T * Dp;           // [T][Dp] ... and their gradients, summed over key tiles
+    float* k_s = dq_s + T * Dp;            // [T][Dp] the current tile of keys
+    float* v_s = k_s + T * Dp;             // [T][Dp] ... and values
+    const int b = blockIdx.y;
+    const int t = threadIdx.x;
+    const int i0 = blockIdx.x * T;         // the block's first query row
+    const bool active = i0 + t < L;
+    const float my_lse = active ? lse[b * L + i0 + t] : 0.0f;
+    const float my_delta = active ? delta[b * L + i0 + t] : 0.0f;
+
+    load_rows(q_s, q, b, i0, L, D, T);
+    load_rows(do_s, dout, b, i0, L, D, T);
+    for (int d = 0; d < D; d++) { dq_s[t * Dp + d] = 0.0f; }
+    for (int j0 = 0; j0 < L; j0 += T) {
+        __syncthreads();
+        load_rows(k_s, k, b, j0, L, D, T);
+        load_rows(v_s, v, b, j0, L, D, T);
+        __syncthreads();
+        if (active) {
+            const int nkeys = min(T, L - j0);
+            for (int jj = 0; jj < nkeys; jj++) {
+                const float* kj = k_s + jj * Dp;
+                float p = expf(scale * dot_rows(q_s + t * Dp, kj, D) - my_lse);
+                float dp = dot_rows(do_s + t * Dp, v_s + jj * Dp, D);
+                float ds = p * (dp - my_delta) * scale;
+                for (int d = 0; d < D; d++) { dq_s[t * Dp + d] += ds * kj[d]; }
+            }
+        }
+    }
+    __syncthreads();
+    store_rows(dq, dq_s, b, i0, L, D, T);
+}

@@ -1,0 +1,289 @@
+"""The ops object: ddpm_ref.nn's four layer functions, computed by the CUDA kernels.
+
+``KernelOps`` has exactly the signatures of the NumPy reference (ddpm_ref.nn):
+
+    y, cache = ops.conv2d_forward(x, w, b=None, stride=1, padding=0)
+    dx, dw, db = ops.conv2d_backward(dy, cache)          # db is None when b was None
+    o, cache = ops.attention_forward(q, k, v)            # softmax(q k^T / sqrt(D)) v
+    dq, dk, dv = ops.attention_backward(do, cache)
+
+Rules (checked before any launch, ValueError otherwise):
+* dtype: the kernels are float32 only. float64 input raises (use ddpm_ref.nn for float64, e.g.
+  for gradient checks); nothing is converted silently.
+* layout: any memory layout is accepted and copied to C-contiguous first (the U-Net passes
+  strided views, e.g. q = qkv[..., :C]). The kernels themselves take only C-contiguous arrays
+  (their launch raises otherwise). Outputs are C-contiguous.
+* shapes as in ddpm_ref.nn; every array must have fewer than 2**31 elements (32-bit indices).
+
+The ``launch_*`` functions below do one operation with one kernel version: the tests and
+``python -m kernels`` call them directly to try several block sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OPS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
+       "attention_forward", "attention_backward")
+VERSIONS = {op: (1, 2) for op in OPS}        # version 1: the direct port; the last: the fastest
+SHARED_LIMIT = 48 * 1024                     # bytes of shared memory a block gets without opting in
+CONV_TILE = 16                               # must match CONV_TILE in the conv .cu files
+BIAS_THREADS = 256                           # must match BIAS_THREADS in conv2d_backward_weight.cu
+INT32_LIMIT = 2**31
+
+
+def _cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+def _i32(*values):
+    return tuple(np.int32(v) for v in values)
+
+
+# ---------------------------------------------------------------------------------------------
+# One operation, one version. `mod` is the module (EmulatedModule or CudaModule) of the op's file;
+# outputs are preallocated, C-contiguous float32.
+
+def launch_conv2d_forward(mod, version, x, w, b, y, stride, pad, block_size=256):
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P, Q = y.shape[2], y.shape[3]
+    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
+    if version == 1:
+        mod.get_function("conv2d_forward_kernel1")((_cdiv(N * K * P * Q, block_size),), (block_size,),
+                                                   (x, w, b, y) + dims)
+    else:
+        grid = (_cdiv(N * P * Q, CONV_TILE), _cdiv(K, CONV_TILE))
+        mod.get_function("conv2d_forward_kernel2")(grid, (CONV_TILE, CONV_TILE), (x, w, b, y) + dims)
+
+
+def launch_conv2d_backward_data(mod, version, dy, w, dx, stride, pad, block_size=256):
+    N, C, H, W = dx.shape
+    K, _, R, S = w.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
+    if version == 1:
+        mod.get_function("conv2d_backward_data_kernel1")((_cdiv(N * C * H * W, block_size),), (block_size,),
+                                                         (dy, w, dx) + dims)
+    else:
+        grid = (_cdiv(N * H * W, CONV_TILE), _cdiv(C, CONV_TILE))
+        mod.get_function("conv2d_backward_data_kernel2")(grid, (CONV_TILE, CONV_TILE), (dy, w, dx) + dims)
+
+
+def launch_conv2d_backward_weight(mod, version, x, dy, dw, db, stride, pad, block_size=256):
+    """dw, and db unless it is None."""
+    N, C, H, W = x.shape
+    K, _, R, S = dw.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
+    if version == 1:
+        mod.get_function("conv2d_backward_weight_kernel1")((_cdiv(K * C * R * S, block_size),), (block_size,),
+                                                           (x, dy, dw) + dims)
+        if db is not None:
+            mod.get_function("conv2d_backward_bias_kernel1")((_cdiv(K, block_size),), (block_size,),
+                                                             (dy, db) + _i32(N, K, P, Q))
+    else:
+        grid = (_cdiv(C * R * S, CONV_TILE), _cdiv(K, CONV_TILE))
+        mod.get_function("conv2d_backward_weight_kernel2")(grid, (CONV_TILE, CONV_TILE), (x, dy, dw) + dims)
+        if db is not None:
+            mod.get_function("conv2d_backward_bias_kernel2")((K,), (BIAS_THREADS,), (dy, db) + _i32(N, K, P, Q))
+
+
+def attention_tile(L: int, D: int, floats_per_tile, largest: int = 64) -> int:
+    """The tile T of version 2: the largest power of 2 <= `largest` whose shared memory fits in 48 KiB
+    and that is not much longer than the sequence (no block of mostly idle threads)."""
+    T = largest
+    while T > 1 and (T >= 2 * L or 4 * floats_per_tile(T, D) > SHARED_LIMIT):
+        T //= 2
+    if 4 * floats_per_tile(T, D) > SHARED_LIMIT:
+        raise ValueError(f"D={D} is too large for the shared memory of attention version 2; use version 1")
+    return T
+
+
+def _forward_floats(T, D):
+    return 4 * T * (D + 1) + T * (T + 1)
+
+
+def _dkdv_floats(T, D):
+    return 6 * T * (D + 1) + 2 * T
+
+
+def _dq_floats(T, D):
+    return 5 * T * (D + 1)
+
+
+def launch_attention_forward(mod, version, q, k, v, o, scale, xp, block_size=None):
+    """Returns what the backward pass of the same version needs: P (version 1) or logsumexp (2)."""
+    B, L, D = q.shape
+    scale = np.float32(scale)
+    if version == 1:
+        bs = block_size or 256
+        s = xp.empty((B, L, L), dtype=np.float32)
+        p = xp.empty((B, L, L), dtype=np.float32)
+        mod.get_function("attention_scores_kernel1")((_cdiv(B * L * L, bs),), (bs,), (q, k, s) + _i32(B, L, D) + (scale,))
+        mod.get_function("attention_softmax_kernel1")((_cdiv(B * L, bs),), (bs,), (s, p) + _i32(B, L))
+        mod.get_function("attention_value_kernel1")((_cdiv(B * L * D, bs),), (bs,), (p, v, o) + _i32(B, L, D))
+        return p
+    T = block_size or attention_tile(L, D, _forward_floats)
+    lse = xp.empty((B, L), dtype=np.float32)
+    mod.get_function("attention_forward_kernel2")((_cdiv(L, T), B), (T,), (q, k, v, o, lse) + _i32(B, L, D) + (scale,),
+                                                  shared_mem=4 * _forward_floats(T, D))
+    return lse
+
+
+def launch_attention_backward(mod, version, saved, q, k, v, o, dout, dq, dk, dv, scale, xp, block_size=None):
+    """`saved` is what launch_attention_forward returned for the same version."""
+    B, L, D = q.shape
+    scale = np.float32(scale)
+    if version == 1:
+        bs = block_size or 256
+        p = saved
+        dp = xp.empty((B, L, L), dtype=np.float32)
+        ds = xp.empty((B, L, L), dtype=np.float32)
+        mod.get_function("attention_dv_kernel1")((_cdiv(B * L * D, bs),), (bs,), (p, dout, dv) + _i32(B, L, D))
+        mod.get_function("attention_dp_kernel1")((_cdiv(B * L * L, bs),), (bs,), (dout, v, dp) + _i32(B, L, D))
+        mod.get_function("attention_softmax_backward_kernel1")((_cdiv(B * L, bs),), (bs,),
+                                                               (p, dp, ds) + _i32(B, L) + (scale,))
+        mod.get_function("attention_dq_kernel1")((_cdiv(B * L * D, bs),), (bs,), (ds, k, dq) + _i32(B, L, D))
+        mod.get_function("attention_dk_kernel1")((_cdiv(B * L * D, bs),), (bs,), (ds, q, dk) + _i32(B, L, D))
+        return
+    lse = saved
+    delta = xp.empty((B, L), dtype=np.float32)
+    mod.get_function("attention_backward_preprocess_kernel2")((_cdiv(B * L, 256),), (256,),
+                                                              (o, dout, delta) + _i32(B, L, D))
+    T = block_size or attention_tile(L, D, _dkdv_floats)
+    mod.get_function("attention_backward_dkdv_kernel2")((_cdiv(L, T), B), (T,),
+                                                        (q, k, v, dout, lse, delta, dk, dv) + _i32(B, L, D) + (scale,),
+                                                        shared_mem=4 * _dkdv_floats(T, D))
+    T = block_size or attention_tile(L, D, _dq_floats)
+    mod.get_function("attention_backward_dq_kernel2")((_cdiv(L, T), B), (T,),
+                                                      (q, k, v, dout, lse, delta, dq) + _i32(B, L, D) + (scale,),
+                                                      shared_mem=4 * _dq_floats(T, D))
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks (before any launch).
+
+def _check_array(name, a, ndim, array_type, kind):
+    if not isinstance(a, array_type):
+        raise ValueError(f"{name} must be a {kind} array, got {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise ValueError(f"{name} has dtype {a.dtype}: the CUDA kernels are float32 only "
+                         "(use ddpm_ref.nn, the NumPy reference, for float64)")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axes, got shape {tuple(a.shape)}")
+    if a.size >= INT32_LIMIT:
+        raise ValueError(f"{name} has {a.size} elements; the kernels index with 32-bit ints (< 2**31)")
+
+
+def _check_int(name, v, lowest):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lowest:
+        raise ValueError(f"{name} must be an integer >= {lowest}, got {v!r}")
+    return int(v)
+
+
+class KernelOps:
+    """The four layer functions of ddpm_ref.nn, run by the CUDA kernels (see the module docstring).
+
+    Made by ``kernels.get_ops``; ``versions`` maps each of OPS to the kernel version it uses,
+    ``backend`` is "emulate" or "cuda".
+    """
+
+    def __init__(self, backend: str, versions: dict, modules, xp, array_type, kind: str):
+        self.backend, self.versions = backend, dict(versions)
+        self._modules, self._xp, self._array_type, self._kind = modules, xp, array_type, kind
+
+    def __repr__(self):
+        return f"KernelOps(backend={self.backend!r}, versions={self.versions})"
+
+    def _input(self, name, a, ndim):
+        _check_array(name, a, ndim, self._array_type, self._kind)
+        return self._xp.ascontiguousarray(a)
+
+    def _empty(self, shape):
+        return self._xp.empty(shape, dtype=np.float32)
+
+    def _check_cache(self, cache, op):
+        if cache is None:
+            raise ValueError(f"{op}_backward: no cache (the forward pass ran without keeping one)")
+        if not isinstance(cache, dict) or cache.get("op") != f"{op}_kernels" or cache.get("ops") is not self:
+            raise ValueError(f"{op}_backward: the cache did not come from this ops object's {op}_forward")
+
+    # -- convolution --------------------------------------------------------------------------
+
+    def conv2d_forward(self, x, w, b=None, stride=1, padding=0):
+        """y = conv2d(x, w) + b (see kernels/conv2d_forward.cu). Returns ``(y, cache)``."""
+        x, w = self._input("x", x, 4), self._input("w", w, 4)
+        stride, padding = _check_int("stride", stride, 1), _check_int("padding", padding, 0)
+        N, C, H, W = x.shape
+        K, Cw, R, S = w.shape
+        if Cw != C:
+            raise ValueError(f"x has {C} channels (shape {tuple(x.shape)}) but w expects {Cw} "
+                             f"(w shape (K, C, R, S) = {tuple(w.shape)})")
+        if b is not None:
+            b = self._input("b", b, 1)
+            if b.shape != (K,):
+                raise ValueError(f"b must have shape ({K},) to match w {tuple(w.shape)}, got {tuple(b.shape)}")
+        if H + 2 * padding < R or W + 2 * padding < S:
+            raise ValueError(f"the {R}x{S} kernel does not fit in the {H}x{W} input with padding {padding}")
+        P, Q = (H + 2 * padding - R) // stride + 1, (W + 2 * padding - S) // stride + 1
+        if N * K * P * Q >= INT32_LIMIT:
+            raise ValueError("the output would have >= 2**31 elements; the kernels index with 32-bit ints")
+        bias = b if b is not None else self._xp.zeros(K, dtype=np.float32)
+        y = self._empty((N, K, P, Q))
+        launch_conv2d_forward(self._modules("conv2d_forward"), self.versions["conv2d_forward"],
+                              x, w, bias, y, stride, padding)
+        cache = {"op": "conv2d_kernels", "ops": self, "x": x, "w": w, "has_bias": b is not None,
+                 "stride": stride, "padding": padding}
+        return y, cache
+
+    def conv2d_backward(self, dy, cache):
+        """Returns ``(dx, dw, db)``; db is None when the forward pass had no bias."""
+        self._check_cache(cache, "conv2d")
+        x, w, stride, padding = cache["x"], cache["w"], cache["stride"], cache["padding"]
+        N, C, H, W = x.shape
+        K, _, R, S = w.shape
+        P, Q = (H + 2 * padding - R) // stride + 1, (W + 2 * padding - S) // stride + 1
+        dy = self._input("dy", dy, 4)
+        if dy.shape != (N, K, P, Q):
+            raise ValueError(f"dy must have the output's shape {(N, K, P, Q)}, got {tuple(dy.shape)}")
+        dx, dw = self._empty(x.shape), self._empty(w.shape)
+        db = self._empty((K,)) if cache["has_bias"] else None
+        launch_conv2d_backward_data(self._modules("conv2d_backward_data"), self.versions["conv2d_backward_data"],
+                                    dy, w, dx, stride, padding)
+        launch_conv2d_backward_weight(self._modules("conv2d_backward_weight"),
+                                      self.versions["conv2d_backward_weight"], x, dy, dw, db, stride, padding)
+        return dx, dw, db
+
+    # -- attention ----------------------------------------------------------------------------
+
+    def attention_forward(self, q, k, v):
+        """o = softmax(q k^T / sqrt(D)) v (see kernels/attention_forward.cu). Returns ``(o, cache)``."""
+        q, k, v = self._input("q", q, 3), self._input("k", k, 3), self._input("v", v, 3)
+        if q.shape != k.shape or q.shape != v.shape:
+            raise ValueError(f"q, k, v must have the same shape (B, L, D); got {tuple(q.shape)}, "
+                             f"{tuple(k.shape)}, {tuple(v.shape)}")
+        B, L, D = q.shape
+        if B * L * L >= INT32_LIMIT:
+            raise ValueError("B*L*L must be < 2**31 (32-bit indices)")
+        scale = 1.0 / math.sqrt(D)
+        o = self._empty(q.shape)
+        version = self.versions["attention_forward"]
+        saved = launch_attention_forward(self._modules("attention_forward"), version, q, k, v, o, scale, self._xp)
+        cache = {"op": "attention_kernels", "ops": self, "version": version, "q": q, "k": k, "v": v, "o": o,
+                 "saved": saved, "scale": scale}
+        return o, cache
+
+    def attention_backward(self, do, cache):
+        """Returns ``(dq, dk, dv)``."""
+        self._check_cache(cache, "attention")
+        q = cache["q"]
+        do = self._input("do", do, 3)
+        if do.shape != q.shape:
+            raise ValueError(f"do must have the output's shape {tuple(q.shape)}, got {tuple(do.shape)}")
+        dq, dk, dv = self._empty(q.shape), self._empty(q.shape), self._empty(q.shape)
+        launch_attention_backward(self._modules("attention_backward"), cache["version"], cache["saved"],
+                                  q, cache["k"], cache["v"], cache["o"], do, dq, dk, dv, cache["scale"], self._xp)
+        return dq, dk, dv
