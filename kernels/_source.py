@@ -127,7 +127,7 @@ def check_launch(kernel: str, params, grid, block, args, shared_mem, array_type,
                 raise ValueError(f"{where} must have dtype {p.dtype}, got {a.dtype}")
             if not a.flags.c_contiguous:
                 raise ValueError(f"{where} must be C-contiguous (use ascontiguousarray); got strides {a.strides}")
-            if not p.const and not a.flags.writeable:
+            if not p.const and not getattr(a.flags, "writeable", True):   # CuPy arrays have no such flag
                 raise ValueError(f"{where} is an output but the array is read-only")
         else:
             # CuPy would pass a Python int as a 64-bit integer: the kernel would read garbage.

@@ -154,7 +154,7 @@ class EmulatedKernel:
         slots = []                                   # one C value per parameter, kept alive here
         for p, a in zip(self.params, args):
             if p.pointer:
-                if not p.const and a.dtype.kind == "f":
+                if not p.const and a.dtype.kind == "f" and self.module.poison_outputs:
                     a.fill(np.nan)                   # outputs start as NaN: unwritten elements show
                 slots.append(ctypes.c_void_p(a.ctypes.data))
             else:
@@ -177,9 +177,13 @@ class EmulatedModule:
         sanitize: None, "address" (ASan + UBSan) or "thread" (TSan); default $DDPM_REF_EMU_SANITIZE.
         reverse_blocks: run the grid's blocks last to first (a kernel whose result depends on the
             order of its blocks is wrong on a GPU, where blocks run in any order, even concurrently).
+        poison_outputs: fill every non-const float pointer argument with NaN before a launch. Turn
+            it off only for a kernel that reads an output before writing it (an in-place update or
+            an atomicAdd into zeros); ddpm_ref's kernels never do.
     """
 
-    def __init__(self, path=None, *, code=None, name="kernel.cu", sanitize="default", reverse_blocks=False):
+    def __init__(self, path=None, *, code=None, name="kernel.cu", sanitize="default", reverse_blocks=False,
+                 poison_outputs=True):
         if (path is None) == (code is None):
             raise ValueError("give exactly one of path= and code=")
         if path is not None:
@@ -188,6 +192,7 @@ class EmulatedModule:
         if sanitize == "default":
             sanitize = os.environ.get("DDPM_REF_EMU_SANITIZE") or None
         self.name, self.sanitize, self.reverse_blocks = name, sanitize, bool(reverse_blocks)
+        self.poison_outputs = bool(poison_outputs)
         self.signatures = kernel_signatures(code)
         if not self.signatures:
             raise ValueError(f'{name} has no extern "C" __global__ function')

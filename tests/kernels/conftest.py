@@ -9,42 +9,11 @@ Skip rules:
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
+import kernel_test_utils
 import pytest
-from kernel_test_utils import PLANTED, have_compiler, requires_emulator, sanitizer_runtime
+from kernel_test_utils import prebuild, requires_emulator, sanitizer_runtime, wait_for_builds
 
-from kernels import OPS, source_path
 from kernels.cuda_backend import cuda_available
-from kernels.emulator import build
-
-_pool = None
-_builds = {}
-
-
-def _sources():
-    return [source_path(op) for op in OPS] + [PLANTED]
-
-
-def prebuild(sanitize=None):
-    """Start the builds of every .cu file for this sanitizer mode in the background (idempotent)."""
-    global _pool
-    if not have_compiler():
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-    for path in _sources():
-        key = (path, sanitize)
-        if key not in _builds:
-            _builds[key] = _pool.submit(build, path.read_text(), path.name, sanitize)
-
-
-def wait_for_builds(sanitize=None):
-    prebuild(sanitize)
-    for (path, mode), fut in list(_builds.items()):
-        if mode == sanitize:
-            fut.result()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,8 +25,7 @@ def _start_builds():
     if sanitizer_runtime("libtsan.so"):
         prebuild("thread")
     yield
-    if _pool is not None:
-        _pool.shutdown(wait=True)
+    kernel_test_utils.shutdown_builds()
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from kernels.emulator import find_compiler
+from kernels import OPS, source_path
+from kernels.emulator import build, find_compiler
 
 HERE = Path(__file__).resolve().parent
 PLANTED = HERE / "planted.cu"
@@ -46,3 +48,38 @@ def line_of(marker: str) -> int:
         if f"BUG: {marker}" in line:
             return i
     raise AssertionError(marker)
+
+
+# Builds run in a thread pool (g++ is a child process), started by the session fixture in conftest.py.
+_pool = None
+_builds = {}
+
+
+def _sources():
+    return [source_path(op) for op in OPS] + [PLANTED]
+
+
+def prebuild(sanitize=None):
+    """Start the builds of every .cu file for this sanitizer mode in the background (idempotent)."""
+    global _pool
+    if not have_compiler():
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    for path in _sources():
+        key = (path, sanitize)
+        if key not in _builds:
+            _builds[key] = _pool.submit(build, path.read_text(), path.name, sanitize)
+
+
+def wait_for_builds(sanitize=None):
+    """Wait for (start, if needed) the builds of every .cu file for one sanitizer mode."""
+    prebuild(sanitize)
+    for (path, mode), fut in list(_builds.items()):
+        if mode == sanitize:
+            fut.result()
+
+
+def shutdown_builds():
+    if _pool is not None:
+        _pool.shutdown(wait=True)

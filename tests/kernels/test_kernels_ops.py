@@ -147,3 +147,52 @@ def test_unet_with_emulated_kernels_matches_numpy(emulator):
     assert grads.keys() == grads_ref.keys()
     worst = max(grads, key=lambda k: normwise(grads[k], grads_ref[k]))
     assert normwise(grads[worst], grads_ref[worst]) < 1e-4, worst
+
+
+# --------------------------------------------------------------------------- the cuda backend's glue
+
+def test_cuda_backend_glue_with_a_stand_in_for_cupy(emulator, monkeypatch, rng):
+    """Without a GPU, run get_ops("cuda")'s Python code with a stand-in "cupy": NumPy arrays, and a
+    RawModule that is the emulator. This checks everything of the cuda path but CuPy itself."""
+    import types
+
+    from kernels import cuda_backend
+    from kernels.emulator import EmulatedModule
+
+    names = {kernels.source_path(op).read_text(): kernels.source_path(op).name for op in kernels.OPS}
+
+    class RawModule:
+        def __init__(self, code, options=()):
+            assert "--std=c++17" in options
+            self._mod = EmulatedModule(code=code, name=names[code], sanitize=None)
+
+        def get_function(self, name):
+            kernel = self._mod.get_function(name)
+            return lambda grid, block, args, shared_mem=0: kernel(grid, block, args, shared_mem=shared_mem)
+
+    fake = types.SimpleNamespace(ndarray=np.ndarray, RawModule=RawModule, empty=np.empty, zeros=np.zeros,
+                                 ascontiguousarray=np.ascontiguousarray)
+    monkeypatch.setattr(cuda_backend, "import_cupy", lambda: fake)
+    monkeypatch.setattr(kernels, "cuda_available", lambda: (True, "stand-in"))
+    kernels.load_module.cache_clear()
+    try:
+        ops = kernels.get_ops("cuda")
+        assert ops.backend == "cuda"
+        x, w, b = f32(rng, 2, 3, 6, 5), f32(rng, 4, 3, 3, 3), f32(rng, 4)
+        y, cache = ops.conv2d_forward(x, w, b, 2, 1)
+        y_ref, cache_ref = nn.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 2, 1)
+        close(y, y_ref)
+        dy = f32(rng, *y.shape)
+        for got, ref in zip(ops.conv2d_backward(dy, cache), nn.conv2d_backward(dy.astype(np.float64), cache_ref)):
+            close(got, ref)
+        q, k, v = f32(rng, 2, 9, 4), f32(rng, 2, 9, 4), f32(rng, 2, 9, 4)
+        o, cache = ops.attention_forward(q, k, v)
+        o_ref, cache_ref = nn.attention_forward(*(a.astype(np.float64) for a in (q, k, v)))
+        close(o, o_ref)
+        for got, ref in zip(ops.attention_backward(q, cache), nn.attention_backward(q.astype(np.float64), cache_ref)):
+            close(got, ref)
+        with pytest.raises(ValueError, match="numpy.int32"):       # the launch checks hold on this path too
+            kernels.load_module("cuda", "conv2d_forward").get_function("conv2d_forward_kernel1")(
+                (1,), (32,), (x, w, b, y) + (1,) * 11)
+    finally:
+        kernels.load_module.cache_clear()

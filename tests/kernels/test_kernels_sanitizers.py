@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_builds
-from kernel_test_utils import HERE, line_of, requires_emulator, sanitizer_runtime
+from kernel_test_utils import HERE, line_of, requires_emulator, sanitizer_runtime, wait_for_builds
 
 import kernels
 
