@@ -223,7 +223,7 @@ inline void check_sites(Launch& L) {
         seen.push_back(L.site[t]);
         int count = 0;
         for (int u = 0; u < L.nthreads; ++u) count += L.site[u] == L.site[t];
-        msg += "\n  " + std::to_string(count) + " thread(s), the first thread " + std::to_string(t) + ": " +
+        msg += "\n  " + std::to_string(count) + " thread(s) (the first is thread " + std::to_string(t) + "): " +
                describe(L.site[t]);
     }
     fail(L, msg);

@@ -42,6 +42,13 @@ def _i32(*values):
     return tuple(np.int32(v) for v in values)
 
 
+def _launch(mod, name, grid, block, args, shared_mem=0):
+    """mod.get_function(name)(grid, block, args, shared_mem): skipped when the grid is empty
+    (an empty batch: CUDA, like the emulator, rejects a grid with a zero dimension)."""
+    if min(grid) > 0:
+        mod.get_function(name)(grid, block, args, shared_mem=shared_mem)
+
+
 # ---------------------------------------------------------------------------------------------
 # One operation, one version. `mod` is the module (EmulatedModule or CudaModule) of the op's file;
 # outputs are preallocated, C-contiguous float32.
@@ -52,11 +59,11 @@ def launch_conv2d_forward(mod, version, x, w, b, y, stride, pad, block_size=256)
     P, Q = y.shape[2], y.shape[3]
     dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
     if version == 1:
-        mod.get_function("conv2d_forward_kernel1")((_cdiv(N * K * P * Q, block_size),), (block_size,),
+        _launch(mod, "conv2d_forward_kernel1", (_cdiv(N * K * P * Q, block_size),), (block_size,),
                                                    (x, w, b, y) + dims)
     else:
         grid = (_cdiv(N * P * Q, CONV_TILE), _cdiv(K, CONV_TILE))
-        mod.get_function("conv2d_forward_kernel2")(grid, (CONV_TILE, CONV_TILE), (x, w, b, y) + dims)
+        _launch(mod, "conv2d_forward_kernel2", grid, (CONV_TILE, CONV_TILE), (x, w, b, y) + dims)
 
 
 def launch_conv2d_backward_data(mod, version, dy, w, dx, stride, pad, block_size=256):
@@ -65,11 +72,11 @@ def launch_conv2d_backward_data(mod, version, dy, w, dx, stride, pad, block_size
     P, Q = dy.shape[2], dy.shape[3]
     dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
     if version == 1:
-        mod.get_function("conv2d_backward_data_kernel1")((_cdiv(N * C * H * W, block_size),), (block_size,),
+        _launch(mod, "conv2d_backward_data_kernel1", (_cdiv(N * C * H * W, block_size),), (block_size,),
                                                          (dy, w, dx) + dims)
     else:
         grid = (_cdiv(N * H * W, CONV_TILE), _cdiv(C, CONV_TILE))
-        mod.get_function("conv2d_backward_data_kernel2")(grid, (CONV_TILE, CONV_TILE), (dy, w, dx) + dims)
+        _launch(mod, "conv2d_backward_data_kernel2", grid, (CONV_TILE, CONV_TILE), (dy, w, dx) + dims)
 
 
 def launch_conv2d_backward_weight(mod, version, x, dy, dw, db, stride, pad, block_size=256):
@@ -79,16 +86,16 @@ def launch_conv2d_backward_weight(mod, version, x, dy, dw, db, stride, pad, bloc
     P, Q = dy.shape[2], dy.shape[3]
     dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
     if version == 1:
-        mod.get_function("conv2d_backward_weight_kernel1")((_cdiv(K * C * R * S, block_size),), (block_size,),
+        _launch(mod, "conv2d_backward_weight_kernel1", (_cdiv(K * C * R * S, block_size),), (block_size,),
                                                            (x, dy, dw) + dims)
         if db is not None:
-            mod.get_function("conv2d_backward_bias_kernel1")((_cdiv(K, block_size),), (block_size,),
+            _launch(mod, "conv2d_backward_bias_kernel1", (_cdiv(K, block_size),), (block_size,),
                                                              (dy, db) + _i32(N, K, P, Q))
     else:
         grid = (_cdiv(C * R * S, CONV_TILE), _cdiv(K, CONV_TILE))
-        mod.get_function("conv2d_backward_weight_kernel2")(grid, (CONV_TILE, CONV_TILE), (x, dy, dw) + dims)
+        _launch(mod, "conv2d_backward_weight_kernel2", grid, (CONV_TILE, CONV_TILE), (x, dy, dw) + dims)
         if db is not None:
-            mod.get_function("conv2d_backward_bias_kernel2")((K,), (BIAS_THREADS,), (dy, db) + _i32(N, K, P, Q))
+            _launch(mod, "conv2d_backward_bias_kernel2", (K,), (BIAS_THREADS,), (dy, db) + _i32(N, K, P, Q))
 
 
 def attention_tile(L: int, D: int, floats_per_tile, largest: int = 64) -> int:
@@ -122,13 +129,13 @@ def launch_attention_forward(mod, version, q, k, v, o, scale, xp, block_size=Non
         bs = block_size or 256
         s = xp.empty((B, L, L), dtype=np.float32)
         p = xp.empty((B, L, L), dtype=np.float32)
-        mod.get_function("attention_scores_kernel1")((_cdiv(B * L * L, bs),), (bs,), (q, k, s) + _i32(B, L, D) + (scale,))
-        mod.get_function("attention_softmax_kernel1")((_cdiv(B * L, bs),), (bs,), (s, p) + _i32(B, L))
-        mod.get_function("attention_value_kernel1")((_cdiv(B * L * D, bs),), (bs,), (p, v, o) + _i32(B, L, D))
+        _launch(mod, "attention_scores_kernel1", (_cdiv(B * L * L, bs),), (bs,), (q, k, s) + _i32(B, L, D) + (scale,))
+        _launch(mod, "attention_softmax_kernel1", (_cdiv(B * L, bs),), (bs,), (s, p) + _i32(B, L))
+        _launch(mod, "attention_value_kernel1", (_cdiv(B * L * D, bs),), (bs,), (p, v, o) + _i32(B, L, D))
         return p
     T = block_size or attention_tile(L, D, _forward_floats)
     lse = xp.empty((B, L), dtype=np.float32)
-    mod.get_function("attention_forward_kernel2")((_cdiv(L, T), B), (T,), (q, k, v, o, lse) + _i32(B, L, D) + (scale,),
+    _launch(mod, "attention_forward_kernel2", (_cdiv(L, T), B), (T,), (q, k, v, o, lse) + _i32(B, L, D) + (scale,),
                                                   shared_mem=4 * _forward_floats(T, D))
     return lse
 
@@ -142,23 +149,23 @@ def launch_attention_backward(mod, version, saved, q, k, v, o, dout, dq, dk, dv,
         p = saved
         dp = xp.empty((B, L, L), dtype=np.float32)
         ds = xp.empty((B, L, L), dtype=np.float32)
-        mod.get_function("attention_dv_kernel1")((_cdiv(B * L * D, bs),), (bs,), (p, dout, dv) + _i32(B, L, D))
-        mod.get_function("attention_dp_kernel1")((_cdiv(B * L * L, bs),), (bs,), (dout, v, dp) + _i32(B, L, D))
-        mod.get_function("attention_softmax_backward_kernel1")((_cdiv(B * L, bs),), (bs,),
+        _launch(mod, "attention_dv_kernel1", (_cdiv(B * L * D, bs),), (bs,), (p, dout, dv) + _i32(B, L, D))
+        _launch(mod, "attention_dp_kernel1", (_cdiv(B * L * L, bs),), (bs,), (dout, v, dp) + _i32(B, L, D))
+        _launch(mod, "attention_softmax_backward_kernel1", (_cdiv(B * L, bs),), (bs,),
                                                                (p, dp, ds) + _i32(B, L) + (scale,))
-        mod.get_function("attention_dq_kernel1")((_cdiv(B * L * D, bs),), (bs,), (ds, k, dq) + _i32(B, L, D))
-        mod.get_function("attention_dk_kernel1")((_cdiv(B * L * D, bs),), (bs,), (ds, q, dk) + _i32(B, L, D))
+        _launch(mod, "attention_dq_kernel1", (_cdiv(B * L * D, bs),), (bs,), (ds, k, dq) + _i32(B, L, D))
+        _launch(mod, "attention_dk_kernel1", (_cdiv(B * L * D, bs),), (bs,), (ds, q, dk) + _i32(B, L, D))
         return
     lse = saved
     delta = xp.empty((B, L), dtype=np.float32)
-    mod.get_function("attention_backward_preprocess_kernel2")((_cdiv(B * L, 256),), (256,),
+    _launch(mod, "attention_backward_preprocess_kernel2", (_cdiv(B * L, 256),), (256,),
                                                               (o, dout, delta) + _i32(B, L, D))
     T = block_size or attention_tile(L, D, _dkdv_floats)
-    mod.get_function("attention_backward_dkdv_kernel2")((_cdiv(L, T), B), (T,),
+    _launch(mod, "attention_backward_dkdv_kernel2", (_cdiv(L, T), B), (T,),
                                                         (q, k, v, dout, lse, delta, dk, dv) + _i32(B, L, D) + (scale,),
                                                         shared_mem=4 * _dkdv_floats(T, D))
     T = block_size or attention_tile(L, D, _dq_floats)
-    mod.get_function("attention_backward_dq_kernel2")((_cdiv(L, T), B), (T,),
+    _launch(mod, "attention_backward_dq_kernel2", (_cdiv(L, T), B), (T,),
                                                       (q, k, v, dout, lse, delta, dq) + _i32(B, L, D) + (scale,),
                                                       shared_mem=4 * _dq_floats(T, D))
 
@@ -266,6 +273,8 @@ class KernelOps:
             raise ValueError(f"q, k, v must have the same shape (B, L, D); got {tuple(q.shape)}, "
                              f"{tuple(k.shape)}, {tuple(v.shape)}")
         B, L, D = q.shape
+        if D == 0:
+            raise ValueError(f"q, k, v need at least one feature (D >= 1), got shape {tuple(q.shape)}")
         if B * L * L >= INT32_LIMIT:
             raise ValueError("B*L*L must be < 2**31 (32-bit indices)")
         scale = 1.0 / math.sqrt(D)

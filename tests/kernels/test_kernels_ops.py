@@ -65,6 +65,17 @@ def test_strided_inputs_are_accepted(ops, rng):
     close(y, nn.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, 1, 1)[0])
 
 
+def test_empty_batch(ops, rng):
+    """N = 0 (or L = 0): no launch at all (CUDA rejects an empty grid), right shapes, zero gradients."""
+    w, b = f32(rng, 4, 3, 3, 3), f32(rng, 4)
+    y, cache = ops.conv2d_forward(np.zeros((0, 3, 5, 5), np.float32), w, b, 1, 1)
+    assert y.shape == (0, 4, 5, 5)
+    dx, dw, db = ops.conv2d_backward(y, cache)
+    assert dx.shape == (0, 3, 5, 5) and np.all(dw == 0) and np.all(db == 0)
+    o, cache = ops.attention_forward(*[np.zeros((2, 0, 3), np.float32)] * 3)
+    assert o.shape == (2, 0, 3) and all(g.shape == (2, 0, 3) for g in ops.attention_backward(o, cache))
+
+
 def test_default_is_the_fastest_version(emulator):
     assert kernels.get_ops("emulate").versions == {op: kernels.VERSIONS[op][-1] for op in kernels.OPS}
     mixed = kernels.get_ops("emulate", version={"conv2d_forward": 1})
@@ -95,6 +106,7 @@ def test_bad_arguments_to_get_ops():
     (lambda o, r: o.attention_forward(f32(r, 2, 4, 3), f32(r, 2, 5, 3), f32(r, 2, 4, 3)), "same shape"),
     (lambda o, r: o.attention_forward(*[f32(r, 2, 4, 3).astype(np.float16)] * 3), "float32 only"),
     (lambda o, r: o.attention_backward(f32(r, 2, 4, 3), None), "no cache"),
+    (lambda o, r: o.attention_forward(*[f32(r, 2, 4, 0)] * 3), "D >= 1"),
     (lambda o, r: o.conv2d_backward(f32(r, 1, 2, 3, 3), nn.conv2d_forward(f32(r, 1, 3, 5, 5), f32(r, 2, 3, 3, 3))[1]),
      "did not come from"),
     (lambda o, r: o.conv2d_backward(f32(r, 1, 2, 4, 4), o.conv2d_forward(f32(r, 1, 3, 5, 5), f32(r, 2, 3, 3, 3))[1]),
