@@ -1,0 +1,73 @@
+r"""Scaled dot-product attention, one head: o = softmax(q kᵀ / √D) v over the keys.
+
+q, k, v have shape (B, L, D): B independent sequences (here: images) of L tokens (pixels) with D
+features (channels).
+
+.. math::
+
+    S = \frac{q k^\top}{\sqrt D}, \qquad P = \mathrm{softmax}_{keys}(S), \qquad o = P v
+
+Backward:
+
+.. math::
+
+    dv = P^\top do, \qquad dP = do\, v^\top, \qquad
+    dS = P \odot \bigl(dP - \textstyle\sum_{keys} dP \odot P\bigr), \qquad
+    dq = \frac{dS\,k}{\sqrt D}, \qquad dk = \frac{dS^\top q}{\sqrt D}
+
+The softmax subtracts each row's maximum first (it does not change P and keeps e^S finite).
+The cache keeps P (B, L, L); at L = 16 pixels that is tiny. A long-sequence kernel would
+recompute P instead (FlashAttention), which is what the CUDA version may do.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ddpm_ref.nn._validate import check_cache, check_float
+from ddpm_ref.nn.backend import array_module
+
+__all__ = ["attention_forward", "attention_backward", "softmax"]
+
+
+def softmax(s, axis=-1):
+    """Numerically stable softmax along ``axis`` (a new array, same dtype)."""
+    xp = array_module(s)
+    e = s - s.max(axis=axis, keepdims=True)
+    xp.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def attention_forward(q, k, v):
+    """o = softmax(q kᵀ / √D) v. q, k, v (B, L, D), same dtype. Returns ``(o, cache)``."""
+    check_float("q", q, ndim=3)
+    check_float("k", k, ndim=3, dtype=q.dtype)
+    check_float("v", v, ndim=3, dtype=q.dtype)
+    if q.shape != k.shape or q.shape != v.shape:
+        raise ValueError(f"q, k, v must have the same shape (B, L, D); got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
+    s = q @ k.transpose(0, 2, 1)            # (B, L, L): every query against every key
+    s *= scale
+    p = softmax(s, axis=-1)                 # each row sums to 1 over the keys
+    o = p @ v
+    return o, {"op": "attention", "q": q, "k": k, "v": v, "p": p, "scale": scale}
+
+
+def attention_backward(do, cache):
+    """Returns ``(dq, dk, dv)``."""
+    check_cache("attention_backward", cache, "attention")
+    q, k, v, p, scale = cache["q"], cache["k"], cache["v"], cache["p"], cache["scale"]
+    check_float("do", do, ndim=3, dtype=q.dtype)
+    if do.shape != q.shape:
+        raise ValueError(f"do must have the output's shape {tuple(q.shape)}, got {tuple(do.shape)}")
+    dv = p.transpose(0, 2, 1) @ do                    # o = P v, through v
+    dp = do @ v.transpose(0, 2, 1)                    # ... and through P
+    # softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P))
+    ds = dp - (dp * p).sum(axis=-1, keepdims=True)
+    ds *= p
+    ds *= scale                                        # S = q kᵀ · scale
+    dq = ds @ k
+    dk = ds.transpose(0, 2, 1) @ q
+    return dq, dk, dv

@@ -1,0 +1,348 @@
+r"""The DDPM U-Net (Ho et al. 2020, App. B), in NumPy with a hand-written backward pass.
+
+Architecture of the demo's model (base 32, ``channel_mults=(1, 2)``, ``num_res_blocks=1``,
+attention at 4×4) on 8×8 inputs; ``[h | s]`` is a concatenation along channels, and the skips
+s0..s3 are used last-in, first-out::
+
+    x ─ conv3×3 (1→32) ................................................ s0   8×8
+        ResBlock(32→32) ............................................... s1   8×8
+        downsample: conv3×3, stride 2 ................................. s2   4×4
+        ResBlock(32→64), attention .................................... s3   4×4
+        middle: ResBlock(64→64), attention, ResBlock(64→64)                  4×4
+        [h | s3] → ResBlock(128→64), attention                               4×4
+        [h | s2] → ResBlock(96→64), attention                                4×4
+        nearest upsampling ×2, conv3×3 (64→64)                               8×8
+        [h | s1] → ResBlock(96→32)                                           8×8
+        [h | s0] → ResBlock(64→32)                                           8×8
+        GroupNorm → SiLU → conv3×3 (32→1) → ε̂
+
+The timestep t (1..T, as is) becomes e = Linear(silu(Linear(P(t)))), P the interleaved sinusoidal
+code of width ``base_channels``; e has width 4·base_channels. With ``num_classes`` set, a label
+embedding (its last row the "null" label) is added to e. Every ResBlock adds Linear(silu(e)).
+
+Initialisation follows Ho et al.: fan-average uniform weights, and zeros for the last conv of
+each ResBlock, the output projection of each attention block and the final conv, so every
+residual block starts as the identity and the network starts by predicting ε̂ = 0 (loss 1 at
+step 0, the loss of the best constant guess).
+
+The forward pass records a *tape*: the list of blocks it ran, with their caches. ``backward``
+walks the tape in reverse; a skip connection's gradient is held on a stack until the backward
+walk reaches the point where the skip was taken.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+import ddpm_ref.nn as nn
+from ddpm_ref.nn.backend import array_module
+from ddpm_ref.parallel import map_shards, shard_slices
+from ddpm_ref.unet_plan import build_plan, check_config
+from ddpm_ref.unet_blocks import (
+    attention_block_backward, attention_block_forward, init_attention, init_conv, init_norm,
+    init_resblock, resblock_backward, resblock_forward,
+)
+
+__all__ = ["UNet"]
+
+
+class UNet:
+    """ε̂ = net.forward(x_t, t, y): the DDPM noise predictor, forward and backward by hand.
+
+    Args:
+        in_channels, image_size: the images, (N, in_channels, image_size, image_size).
+        base_channels: channels at full resolution; level i has base_channels · channel_mults[i].
+        channel_mults: one entry per resolution level (each but the last halves the size).
+        num_res_blocks: ResBlocks per encoder level (the decoder has one more per level).
+        attention_resolutions: the image sizes at which a self-attention block follows each
+            ResBlock (the middle block always has one).
+        groups: GroupNorm groups (must divide base_channels).
+        dropout: dropout probability inside ResBlocks (training only, see ``forward``).
+        num_classes: None (unconditional) or the number of labels; label num_classes is "null".
+        dtype: "float32" or "float64" for parameters and activations.
+        seed: initialisation seed (numpy.random.default_rng(seed)).
+        ops: an ops object for conv2d/attention (default: ``ddpm_ref.nn``, the NumPy reference).
+        workers: threads that share a batch (data parallelism, ``ddpm_ref.parallel``); 2 on a
+            2-core machine makes a training step ~20 % faster. Used only with the NumPy
+            reference ops on NumPy arrays. Not part of ``config`` (it changes no shape and, but
+            for rounding and the dropout stream, no number). May be changed at any time.
+
+    Attributes:
+        params: dict name -> array, in a stable order (``"down.1.res0.conv1.w"``, ...).
+        config: JSON-serialisable dict; ``UNet(**config)`` rebuilds the same shapes.
+        plan: the list of steps ``forward`` runs (see ``build_plan``).
+        d_input: after ``backward``, the gradient with respect to the input x_t.
+
+    Activations are float ``dtype`` arrays with NCHW shapes stored channels-last in memory (see
+    ``ddpm_ref.nn.conv``); ``forward`` returns a C-contiguous ε̂.
+
+    Raises:
+        ValueError: any argument outside what is listed above.
+    """
+
+    def __init__(self, in_channels=1, image_size=8, base_channels=32, channel_mults=(1, 2),
+                 num_res_blocks=1, attention_resolutions=(4,), groups=8, dropout=0.0,
+                 num_classes=None, dtype="float32", seed=0, ops=None, workers=1):
+        mults, attn = check_config(in_channels, image_size, base_channels, channel_mults,
+                                    num_res_blocks, attention_resolutions, groups, dropout,
+                                    num_classes, dtype)
+        self.config = {
+            "in_channels": int(in_channels), "image_size": int(image_size),
+            "base_channels": int(base_channels), "channel_mults": [int(m) for m in mults],
+            "num_res_blocks": int(num_res_blocks), "attention_resolutions": list(attn),
+            "groups": int(groups), "dropout": float(dropout),
+            "num_classes": None if num_classes is None else int(num_classes),
+            "dtype": np.dtype(dtype).name, "seed": int(seed),
+        }
+        for name in ("conv2d_forward", "conv2d_backward", "attention_forward", "attention_backward"):
+            if ops is not None and not callable(getattr(ops, name, None)):
+                raise ValueError(f"ops must provide {name} (see ddpm_ref.nn.numpy_ops)")
+        self.ops = nn.numpy_ops() if ops is None else ops
+        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        self.workers = int(workers)
+        self.dtype = np.dtype(dtype)
+        self.emb_dim = 4 * base_channels
+        self.plan = build_plan(self.config)
+        self.params = self._init_params(np.random.default_rng(seed))
+        self._tape = None
+
+    # ------------------------------------------------------------ parameters
+
+    def _init_params(self, rng):
+        p, dt, base = {}, self.dtype, self.config["base_channels"]
+        p["time.linear1.w"] = nn.variance_scaling(rng, (self.emb_dim, base), 1.0, dt)
+        p["time.linear1.b"] = np.zeros(self.emb_dim, dt)
+        p["time.linear2.w"] = nn.variance_scaling(rng, (self.emb_dim, self.emb_dim), 1.0, dt)
+        p["time.linear2.b"] = np.zeros(self.emb_dim, dt)
+        if self.config["num_classes"] is not None:
+            rows = self.config["num_classes"] + 1                   # the last row: "null" label
+            p["class_emb.table"] = rng.standard_normal((rows, self.emb_dim)).astype(dt)
+        for step in self.plan:
+            kind = step[0]
+            if kind == "conv":
+                init_conv(p, step[1], step[2], step[3], 3, rng, dt)
+            elif kind == "res":
+                init_resblock(p, step[1], step[2], step[3], self.emb_dim, rng, dt)
+            elif kind == "attn":
+                init_attention(p, step[1], step[2], rng, dt)
+            elif kind == "up":
+                init_conv(p, f"{step[1]}.conv", step[2], step[2], 3, rng, dt)
+            elif kind == "out":
+                init_norm(p, f"{step[1]}.norm", step[2], dt)
+                init_conv(p, f"{step[1]}.conv", step[2], step[3], 3, rng, dt, scale=0.0)
+        return p
+
+    @property
+    def num_params(self) -> int:
+        """Total number of scalar parameters."""
+        return int(sum(v.size for v in self.params.values()))
+
+    def load_params(self, params) -> None:
+        """Set the parameters to copies of ``params`` (same keys and shapes; cast to the net's dtype).
+
+        Copies, so that later in-place updates (Adam) never write into the caller's arrays
+        (an EMA's, a checkpoint's).
+        """
+        missing = set(self.params) - set(params)
+        extra = set(params) - set(self.params)
+        if missing or extra:
+            raise ValueError(f"parameter names do not match this U-Net: missing {sorted(missing)[:5]}, "
+                             f"unexpected {sorted(extra)[:5]}")
+        new = {}
+        for k, old in self.params.items():
+            v = params[k]
+            if tuple(v.shape) != tuple(old.shape):
+                raise ValueError(f"parameter {k} must have shape {tuple(old.shape)}, got {tuple(v.shape)}")
+            new[k] = array_module(old).array(v, dtype=self.dtype, copy=True)
+        self.params = new
+        self._tape = None
+
+    def to_device(self, device: str) -> "UNet":
+        """Move the parameters to "cuda" (CuPy arrays) or back to "cpu" (NumPy). Returns self."""
+        if device == "cuda":
+            import cupy
+
+            self.params = {k: cupy.asarray(v) for k, v in self.params.items()}
+        elif device == "cpu":
+            self.params = {k: v.get() if hasattr(v, "get") else v for k, v in self.params.items()}
+        else:
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self._tape = None
+        return self
+
+    # ------------------------------------------------------------ forward
+
+    def _check_inputs(self, x, t, y):
+        cfg = self.config
+        if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+            x = np.asarray(x)
+        if not (np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"x must be a float array, got dtype {x.dtype}")
+        expected = (cfg["in_channels"], cfg["image_size"], cfg["image_size"])
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        N = x.shape[0]
+        t = np.asarray(t.get() if hasattr(t, "get") else t)
+        if t.ndim == 0:
+            t = np.full(N, t)
+        if not np.issubdtype(t.dtype, np.integer) or t.shape != (N,):
+            raise ValueError(f"t must be an integer array of shape ({N},), got {t.dtype} shape {t.shape}")
+        if N and t.min() < 0:
+            raise ValueError(f"t must be >= 0 (timesteps follow the paper, 1..T), got {t.min()}")
+        nc = cfg["num_classes"]
+        if y is not None:
+            if nc is None:
+                raise ValueError("y (class labels) was given but this U-Net has num_classes=None")
+            y = np.asarray(y.get() if hasattr(y, "get") else y)
+            if not np.issubdtype(y.dtype, np.integer) or y.shape != (N,):
+                raise ValueError(f"y must be an integer array of shape ({N},), got {y.dtype} shape {y.shape}")
+            if N and (y.min() < 0 or y.max() > nc):
+                raise ValueError(f"y must lie in 0..{nc} ({nc} is the null label), got {y.min()}..{y.max()}")
+        elif nc is not None:
+            y = np.full(N, nc)                                   # all-null: unconditional
+        return x.astype(self.dtype, copy=False), t, y
+
+    def forward(self, x, t, y=None, *, keep_cache=True, rng=None):
+        """ε̂(x_t, t[, y]) of shape (N, in_channels, image_size, image_size).
+
+        Args:
+            x: (N, in_channels, image_size, image_size) float array (cast to the net's dtype).
+            t: int array (N,) (or one int) of timesteps, passed to the embedding as is.
+            y: None or int array (N,) of labels in 0..num_classes (num_classes = null label);
+                None with num_classes set means all-null.
+            keep_cache: keep what ``backward`` needs (training). False for sampling: less memory,
+                and ``backward`` then raises.
+            rng: numpy.random.Generator for dropout; dropout acts only when keep_cache is True,
+                rng is given and dropout > 0.
+
+        With ``workers`` > 1 the batch is split into that many shards that run in parallel
+        threads (see ``ddpm_ref.parallel``); dropout then draws each shard's mask from its own
+        generator, seeded from ``rng``.
+        """
+        x, t, y = self._check_inputs(x, t, y)
+        x = array_module(self.params["time.linear1.w"]).asarray(x)
+        dropout_on = keep_cache and rng is not None and self.config["dropout"] > 0
+        shards = self._shards(x.shape[0])
+        rngs = [rng] * len(shards)
+        if dropout_on and len(shards) > 1:
+            rngs = [np.random.default_rng(s) for s in rng.integers(2 ** 63, size=len(shards))]
+
+        def run(i):
+            s = shards[i]
+            return self._run(x[s], t[s], None if y is None else y[s], keep_cache,
+                             rngs[i] if dropout_on else None)
+
+        outs = map_shards(run, len(shards))
+        self._tape = {"shards": shards, "tapes": [tape for _, tape in outs],
+                      "out_shape": x.shape} if keep_cache else None
+        if len(outs) == 1:
+            return outs[0][0]
+        return array_module(x).concatenate([eps for eps, _ in outs])
+
+    __call__ = forward
+
+    def _shards(self, n):
+        """Batch slices for the shards (one unless ``workers`` > 1 and the NumPy reference runs)."""
+        parallel = self.workers > 1 and self.ops is nn and array_module(self.params["time.linear1.w"]) is np
+        return shard_slices(n, self.workers) if parallel and n > 1 else [slice(0, n)]
+
+    def _run(self, x, t, y, keep_cache, rng):
+        """One pass through the plan: returns (ε̂, tape), the tape None without keep_cache."""
+        p, ops, groups = self.params, self.ops, self.config["groups"]
+        dropout = self.config["dropout"] if rng is not None else 0.0
+        e, c_time = nn.time_mlp_forward(t, p["time.linear1.w"], p["time.linear1.b"],
+                                        p["time.linear2.w"], p["time.linear2.b"])
+        c_class = None
+        if y is not None:
+            e_class, c_class = nn.class_embedding_forward(y, p["class_emb.table"])
+            e = e + e_class
+        emb_act, c_act = nn.silu_forward(e)                       # every ResBlock reads silu(e)
+
+        h, skips, steps = x, [], []
+        for step in self.plan:
+            kind, cache = step[0], None
+            if kind == "conv":
+                h, cache = ops.conv2d_forward(h, p[f"{step[1]}.w"], p[f"{step[1]}.b"], step[4], 1)
+            elif kind == "res":
+                h, cache = resblock_forward(p, step[1], h, emb_act, groups=groups, ops=ops,
+                                            dropout=dropout, rng=rng)
+            elif kind == "attn":
+                h, cache = attention_block_forward(p, step[1], h, groups=groups, ops=ops)
+            elif kind == "push":
+                skips.append(h)
+            elif kind == "concat":
+                h, cache = nn.concat_forward(h, skips.pop())
+            elif kind == "up":                  # nearest 2x upsampling, then a 3x3 conv, fused
+                h, cache = nn.upsample_conv_forward(h, p[f"{step[1]}.conv.w"], p[f"{step[1]}.conv.b"], ops)
+            elif kind == "out":
+                name = step[1]
+                h, c_norm = nn.groupnorm_forward(h, p[f"{name}.norm.gamma"], p[f"{name}.norm.beta"], groups)
+                h, c_silu = nn.silu_forward(h)
+                h, c_conv = ops.conv2d_forward(h, p[f"{name}.conv.w"], p[f"{name}.conv.b"], 1, 1)
+                cache = (c_norm, c_silu, c_conv)
+            if keep_cache:
+                steps.append((step, cache))
+        tape = {"steps": steps, "time": c_time, "class": c_class, "act": c_act} if keep_cache else None
+        return array_module(h).ascontiguousarray(h), tape
+
+    # ------------------------------------------------------------ backward
+
+    def backward(self, d_eps):
+        """Gradients of sum(d_eps · ε̂) for the last ``forward``: a dict with the keys of ``params``.
+
+        Also sets ``self.d_input``, the gradient with respect to x_t.
+
+        Raises:
+            ValueError: no cached forward pass (never run, or run with keep_cache=False), or
+                d_eps does not have ε̂'s shape.
+        """
+        if self._tape is None:
+            raise ValueError("backward needs a forward pass run with keep_cache=True just before it")
+        shards, tapes = self._tape["shards"], self._tape["tapes"]
+        if not hasattr(d_eps, "shape") or tuple(d_eps.shape) != tuple(self._tape["out_shape"]):
+            raise ValueError(f"d_eps must have ε̂'s shape {tuple(self._tape['out_shape'])}, "
+                             f"got {tuple(getattr(d_eps, 'shape', ()))}")
+        xp = array_module(self.params["time.linear1.w"])
+        d_eps = xp.asarray(d_eps, dtype=self.dtype)
+        outs = map_shards(lambda i: self._backprop(tapes[i], d_eps[shards[i]]), len(shards))
+        grads = outs[0][0]
+        for g, _ in outs[1:]:                                 # parameters: sum over the shards
+            for k in grads:
+                grads[k] += g[k]
+        self.d_input = outs[0][1] if len(outs) == 1 else xp.concatenate([d for _, d in outs])
+        return grads
+
+    def _backprop(self, tape, d_eps):
+        """Walk one tape backwards: returns (parameter gradients, dL/dx)."""
+        ops, g = self.ops, {}
+        dh, d_skips, d_emb_act = d_eps, [], 0
+        for step, cache in reversed(tape["steps"]):
+            kind = step[0]
+            if kind == "out":
+                name, (c_norm, c_silu, c_conv) = step[1], cache
+                dh, g[f"{name}.conv.w"], g[f"{name}.conv.b"] = ops.conv2d_backward(dh, c_conv)
+                dh = nn.silu_backward(dh, c_silu)
+                dh, g[f"{name}.norm.gamma"], g[f"{name}.norm.beta"] = nn.groupnorm_backward(dh, c_norm)
+            elif kind == "up":
+                dh, g[f"{step[1]}.conv.w"], g[f"{step[1]}.conv.b"] = nn.upsample_conv_backward(dh, cache)
+            elif kind == "concat":
+                dh, d_skip = nn.concat_backward(dh, cache)
+                d_skips.append(d_skip)                       # held until we reach its "push"
+            elif kind == "push":
+                dh = dh + d_skips.pop()                      # the skip's path joins the main path
+            elif kind == "attn":
+                dh = attention_block_backward(dh, cache, step[1], g, ops)
+            elif kind == "res":
+                dh, d_e = resblock_backward(dh, cache, step[1], g, ops)
+                d_emb_act = d_emb_act + d_e                 # every ResBlock read silu(e)
+            elif kind == "conv":
+                dh, g[f"{step[1]}.w"], g[f"{step[1]}.b"] = ops.conv2d_backward(dh, cache)
+        d_e = nn.silu_backward(d_emb_act, tape["act"])
+        if tape["class"] is not None:
+            g["class_emb.table"] = nn.class_embedding_backward(d_e, tape["class"])
+        g["time.linear1.w"], g["time.linear1.b"], g["time.linear2.w"], g["time.linear2.b"] = \
+            nn.time_mlp_backward(d_e, tape["time"])
+        return {k: g[k] for k in self.params}, dh

@@ -1,0 +1,270 @@
+"""The whole U-Net: its gradient against finite differences and PyTorch autograd, and its API."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ddpm_ref.unet import UNet
+
+TINY = dict(in_channels=1, image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+            attention_resolutions=(4, 8), groups=4, num_classes=3, dtype="float64", seed=0)
+
+
+def _randomised(net, rng, scale=0.3):
+    """Perturb every parameter, including the zero-initialised ones (else their gradients
+    would hide behind zeros: a zero last conv makes every upstream gradient zero)."""
+    for k, v in net.params.items():
+        v += scale * rng.standard_normal(v.shape)
+    return net
+
+
+def _batch(rng, n=2, classes=3):
+    x = rng.standard_normal((n, 1, 8, 8))
+    t = rng.integers(1, 1001, n)
+    y = np.array([0, classes][:n])                    # one real label, one null label
+    return x, t, y
+
+
+def test_unet_gradient_finite_differences(rng, fd_check):
+    """Every parameter tensor (3 random entries each) and dL/dx, attention and classes on, dropout on.
+
+    The dropout mask is fixed by re-seeding its generator for every evaluation, so the loss is a
+    smooth function of the parameters and the dropout backward is checked in place as well.
+    h = 1e-4, not the layers' 1e-6: the whole network's loss carries rounding noise of ~1e-13
+    (thousands of float64 operations), which divided by h dominates for small h, and some
+    gradient entries are small (~1e-4). Measured: relative error 3e-7 at h = 1e-6 and 2e-9 at
+    h = 1e-4 for the same entries (truncation, O(h²), stays far below the tolerance).
+    """
+    net = _randomised(UNet(**TINY, dropout=0.2), rng)
+    x, t, y = _batch(rng)
+    eps = net.forward(x, t, y, rng=np.random.default_rng(5))
+    G = rng.standard_normal(eps.shape)
+    grads = net.backward(G)
+    assert list(grads) == list(net.params)
+    grads["input"] = net.d_input
+    arrays = dict(net.params) | {"input": x}
+
+    def loss():
+        # keep_cache=True: dropout acts only in training mode (and the caches are dropped anyway)
+        return float(np.sum(net.forward(x, t, y, rng=np.random.default_rng(5)) * G))
+
+    errors = fd_check(loss, arrays, grads, rng, h=1e-4, max_entries=3)
+    assert len(errors) == len(net.params) + 1
+    print(f"U-Net finite differences: worst relative error {max(errors.values()):.2e} "
+          f"over {len(errors)} tensors")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unet_matches_torch_autograd(workers, rng):
+    """Forward and every gradient against the same architecture built from torch.nn, float64
+    (also with the batch split over 2 threads)."""
+    torch = pytest.importorskip("torch")
+    from ddpm_ref.torch_mirror import torch_unet
+
+    net = _randomised(UNet(**TINY, workers=workers), rng)
+    module = torch_unet(net)
+    x, t, y = _batch(rng, n=3)
+    y = np.array([0, 2, 3])
+    eps = net.forward(x, t, y)
+    xt = torch.tensor(x, requires_grad=True)
+    eps_t = module(xt, torch.tensor(t), torch.tensor(y))
+    np.testing.assert_allclose(eps, eps_t.detach().numpy(), rtol=1e-10, atol=1e-10)
+    G = rng.standard_normal(eps.shape)
+    grads = net.backward(G)
+    eps_t.backward(torch.tensor(G))
+    for name, g in grads.items():
+        ref = module.param(name).grad.numpy()
+        np.testing.assert_allclose(g, ref, rtol=1e-9, atol=1e-10 * np.abs(ref).max(), err_msg=name)
+    np.testing.assert_allclose(net.d_input, xt.grad.numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_default_demo_net_float32_against_torch(rng):
+    """The demo's shape (float32, batch 4): same outputs as torch to float32 rounding."""
+    torch = pytest.importorskip("torch")
+    from ddpm_ref.torch_mirror import torch_unet
+
+    net = UNet(num_classes=10)
+    _randomised(net, rng, scale=0.02)
+    module = torch_unet(net)
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    t, y = rng.integers(1, 1001, 4), np.array([0, 3, 9, 10])
+    eps = net.forward(x, t, y)
+    assert eps.dtype == np.float32 and eps.shape == x.shape
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x), torch.tensor(t), torch.tensor(y)).numpy()
+    np.testing.assert_allclose(eps, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_starts_as_zero_predictor():
+    """Ho et al.'s zero init of the last conv: ε̂ = 0 at step 0, so the first loss is E[ε²] = 1."""
+    net = UNet(num_classes=10)
+    eps = net.forward(np.ones((2, 1, 8, 8), np.float32), np.array([1, 500]), np.array([3, 10]))
+    assert not eps.any()
+
+
+def test_keep_cache_false_matches_and_backward_then_raises(rng):
+    net = _randomised(UNet(**TINY), rng)
+    x, t, y = _batch(rng)
+    a = net.forward(x, t, y)
+    b = net.forward(x, t, y, keep_cache=False)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="keep_cache=True"):
+        net.backward(np.ones_like(b))
+
+
+def test_determinism_and_config_round_trip(rng):
+    a, b = UNet(**TINY), UNet(**TINY)
+    assert list(a.params) == list(b.params)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    c = UNet(**(TINY | {"seed": 1}))
+    assert any(not np.array_equal(a.params[k], c.params[k]) for k in a.params)
+    config = json.loads(json.dumps(a.config))
+    d = UNet(**config)
+    assert {k: v.shape for k, v in d.params.items()} == {k: v.shape for k, v in a.params.items()}
+    assert d.num_params == a.num_params == sum(v.size for v in a.params.values())
+    x, t, y = _batch(rng)
+    _randomised(a, np.random.default_rng(3))
+    d.load_params(a.params)
+    np.testing.assert_array_equal(a.forward(x, t, y), d.forward(x, t, y))
+
+
+def test_labels_null_and_unconditional(rng):
+    net = _randomised(UNet(**TINY), rng)
+    x, t, _ = _batch(rng)
+    null = net.forward(x, t, np.array([3, 3]))
+    np.testing.assert_array_equal(net.forward(x, t), null)           # y=None: all null
+    assert not np.allclose(net.forward(x, t, np.array([0, 1])), null)
+    plain = UNet(**(TINY | {"num_classes": None}))
+    assert "class_emb.table" not in plain.params
+    with pytest.raises(ValueError, match="num_classes=None"):
+        plain.forward(x, t, np.array([0, 1]))
+
+
+def test_ops_object_is_used(rng):
+    import ddpm_ref.nn as nn
+
+    calls = []
+
+    class CountingOps:
+        def conv2d_forward(self, *a):
+            calls.append("conv")
+            return nn.conv2d_forward(*a)
+
+        conv2d_backward = staticmethod(nn.conv2d_backward)
+
+        def attention_forward(self, *a):
+            calls.append("attention")
+            return nn.attention_forward(*a)
+
+        attention_backward = staticmethod(nn.attention_backward)
+
+    net = UNet(**TINY, ops=CountingOps())
+    net.forward(*_batch(rng))
+    assert "conv" in calls and "attention" in calls
+    with pytest.raises(ValueError, match="ops must provide"):
+        UNet(**TINY, ops=object())
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(groups=3), "divide"),
+    (dict(image_size=6, channel_mults=(1, 2, 2)), "divisible"),
+    (dict(attention_resolutions=(5,)), "among"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(channel_mults=()), "channel_mults"),
+    (dict(num_classes=0), "num_classes"),
+])
+def test_bad_config_raises(bad, match):
+    with pytest.raises(ValueError, match=match):
+        UNet(**(TINY | bad))
+
+
+def test_bad_inputs_raise(rng):
+    net = UNet(**TINY)
+    x, t, y = _batch(rng)
+    with pytest.raises(ValueError, match="shape"):
+        net.forward(x[:, :, :4], t, y)
+    with pytest.raises(ValueError, match="float"):
+        net.forward(x.astype(np.int64), t, y)
+    with pytest.raises(ValueError, match="t must be an integer"):
+        net.forward(x, t.astype(float), y)
+    with pytest.raises(ValueError, match="t must be an integer"):
+        net.forward(x, t[:1], y)
+    with pytest.raises(ValueError, match="y must lie"):
+        net.forward(x, t, np.array([0, 4]))
+    net.forward(x, t, y)
+    with pytest.raises(ValueError, match="d_eps"):
+        net.backward(np.ones((2, 1, 4, 4)))
+
+
+def test_to_device_cpu_and_bad_device(rng):
+    net = UNet(**TINY)
+    assert net.to_device("cpu") is net
+    assert all(isinstance(v, np.ndarray) for v in net.params.values())
+    with pytest.raises(ValueError, match="device"):
+        net.to_device("tpu")
+
+
+def test_load_params_copies_and_checks(rng):
+    a, b = UNet(**TINY), UNet(**(TINY | {"seed": 1}))
+    b.load_params(a.params)
+    b.params["in_conv.w"] += 1.0                       # an in-place update of b ...
+    assert not np.array_equal(a.params["in_conv.w"], b.params["in_conv.w"])   # ... leaves a alone
+    bad = dict(a.params)
+    bad["in_conv.w"] = bad["in_conv.w"][:1]
+    with pytest.raises(ValueError, match="shape"):
+        b.load_params(bad)
+    with pytest.raises(ValueError, match="do not match"):
+        b.load_params({k: v for k, v in a.params.items() if k != "in_conv.b"})
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_workers_give_the_same_numbers(n, rng):
+    """Splitting the batch over threads changes nothing but the rounding of gradient sums."""
+    one = _randomised(UNet(**TINY), rng)
+    two = UNet(**TINY, workers=2)
+    two.load_params(one.params)
+    x = rng.standard_normal((n, 1, 8, 8))
+    t, y = rng.integers(1, 1001, n), rng.integers(0, 4, n)
+    np.testing.assert_allclose(two.forward(x, t, y), one.forward(x, t, y), rtol=1e-13, atol=1e-13)
+    G = rng.standard_normal(x.shape)
+    g1, g2 = one.backward(G), two.backward(G)
+    assert list(g2) == list(g1)
+    for k in g1:
+        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-11, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(two.d_input, one.d_input, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(two.forward(x, t, y, keep_cache=False), two.forward(x, t, y))
+
+
+def test_workers_dropout_is_deterministic(rng):
+    net = _randomised(UNet(**TINY, dropout=0.3, workers=2), rng)
+    x, t, y = _batch(rng, n=2)
+    a = net.forward(x, t, y, rng=np.random.default_rng(7))
+    b = net.forward(x, t, y, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, net.forward(x, t, y))              # no rng: no dropout
+    with pytest.raises(ValueError, match="workers"):
+        UNet(**TINY, workers=0)
+
+
+def test_kernels_emulator_ops_plug_in(rng):
+    """The U-Net runs through ``kernels.get_ops("emulate")`` (the CUDA kernels' source on the
+    CPU) and agrees with the NumPy reference to float32 rounding, forward and gradients."""
+    kernels = pytest.importorskip("kernels")
+    if not hasattr(kernels, "get_ops"):
+        pytest.skip("kernels.get_ops not available")
+    cfg = TINY | {"dtype": "float32", "attention_resolutions": (4,)}
+    ref, emu = UNet(**cfg), UNet(**cfg, ops=kernels.get_ops("emulate"))
+    for v in ref.params.values():
+        v += (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
+    emu.load_params(ref.params)
+    x = rng.standard_normal((1, 1, 8, 8)).astype(np.float32)
+    t, y = np.array([500]), np.array([2])
+    a, b = ref.forward(x, t, y), emu.forward(x, t, y)
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+    G = rng.standard_normal(a.shape).astype(np.float32)
+    ga, gb = ref.backward(G), emu.backward(G)
+    for k in ga:
+        np.testing.assert_allclose(gb[k], ga[k], rtol=1e-3, atol=1e-4 * np.abs(ga[k]).max(), err_msg=k)
