@@ -1,6 +1,6 @@
 """Validate one kernel version against the NumPy reference, the way llm.c's dev/cuda files do.
 
-Used by ``python -m kernels``, by the tests (tests/kernels/) and by the GPU benchmark. The
+Used by ``python -m kernels``, by the tests (tests/cuda_kernels/) and by the GPU benchmark. The
 reference is ddpm_ref.nn computed in float64 from the same float32 inputs: the exact answer up to
 float64 rounding, so every difference seen is the kernel's float32 rounding (or a bug).
 

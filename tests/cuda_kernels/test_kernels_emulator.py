@@ -1,6 +1,6 @@
 """The emulator itself: launches, argument checks, poisoned memory, barriers, shuffles, atomics.
 
-The planted bugs of tests/kernels/planted.cu that the emulator catches on its own are here; the
+The planted bugs of tests/cuda_kernels/planted.cu that the emulator catches on its own are here; the
 ones that need a sanitizer are in test_kernels_sanitizers.py.
 """
 

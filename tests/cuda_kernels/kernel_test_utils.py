@@ -1,4 +1,4 @@
-"""Helpers shared by the kernel tests (imported as a top-level module: tests/kernels is on sys.path)."""
+"""Helpers shared by the kernel tests (imported as a top-level module: tests/cuda_kernels is on sys.path)."""
 
 from __future__ import annotations
 
