@@ -279,10 +279,10 @@ class UNet:
                 h, cache = nn.upsample_conv_forward(h, p[f"{step[1]}.conv.w"], p[f"{step[1]}.conv.b"], ops)
             elif kind == "out":
                 name = step[1]
-                h, c_norm = nn.groupnorm_forward(h, p[f"{name}.norm.gamma"], p[f"{name}.norm.beta"], groups)
-                h, c_silu = nn.silu_forward(h)
+                h, c_norm_act = nn.groupnorm_silu_forward(h, p[f"{name}.norm.gamma"], p[f"{name}.norm.beta"],
+                                                          groups)            # silu(GN(h)), fused
                 h, c_conv = ops.conv2d_forward(h, p[f"{name}.conv.w"], p[f"{name}.conv.b"], 1, 1)
-                cache = (c_norm, c_silu, c_conv)
+                cache = (c_norm_act, c_conv)
             if keep_cache:
                 steps.append((step, cache))
         tape = {"steps": steps, "time": c_time, "class": c_class, "act": c_act} if keep_cache else None
@@ -322,10 +322,9 @@ class UNet:
         for step, cache in reversed(tape["steps"]):
             kind = step[0]
             if kind == "out":
-                name, (c_norm, c_silu, c_conv) = step[1], cache
+                name, (c_norm_act, c_conv) = step[1], cache
                 dh, g[f"{name}.conv.w"], g[f"{name}.conv.b"] = ops.conv2d_backward(dh, c_conv)
-                dh = nn.silu_backward(dh, c_silu)
-                dh, g[f"{name}.norm.gamma"], g[f"{name}.norm.beta"] = nn.groupnorm_backward(dh, c_norm)
+                dh, g[f"{name}.norm.gamma"], g[f"{name}.norm.beta"] = nn.groupnorm_silu_backward(dh, c_norm_act)
             elif kind == "up":
                 dh, g[f"{step[1]}.conv.w"], g[f"{step[1]}.conv.b"] = nn.upsample_conv_backward(dh, cache)
             elif kind == "concat":

@@ -16,6 +16,7 @@ from ddpm_ref.nn.class_embedding import class_embedding_backward, class_embeddin
 from ddpm_ref.nn.conv import conv2d_backward, conv2d_forward, conv2d_output_size
 from ddpm_ref.nn.dropout import dropout_backward, dropout_forward
 from ddpm_ref.nn.groupnorm import groupnorm_backward, groupnorm_forward
+from ddpm_ref.nn.groupnorm_silu import groupnorm_silu_backward, groupnorm_silu_forward
 from ddpm_ref.nn.init import variance_scaling
 from ddpm_ref.nn.linear import linear_backward, linear_forward
 from ddpm_ref.nn.shape import add_backward, add_forward, concat_backward, concat_forward
@@ -30,6 +31,7 @@ __all__ = [
     "linear_forward", "linear_backward",
     "groupnorm_forward", "groupnorm_backward",
     "silu_forward", "silu_backward",
+    "groupnorm_silu_forward", "groupnorm_silu_backward",
     "upsample_forward", "upsample_backward",
     "upsample_conv_forward", "upsample_conv_backward",
     "add_forward", "add_backward",
