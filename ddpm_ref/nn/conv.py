@@ -170,11 +170,12 @@ def conv2d_backward(dy, cache):
     cols = _im2col(xpad, R, S, stride, Ho, Wo)
     dw = xp.ascontiguousarray((cols.T @ dy_mat).reshape(R, S, C, K).transpose(3, 2, 0, 1))
     # term 3: each input pixel feeds every output whose window covers it
-    w_mat = w.transpose(0, 2, 3, 1).reshape(K, R * S * C)
-    if R == 1 and S == 1 and stride == 1 and padding == 0:         # 1x1: no windows to undo
-        dx = (dy_mat @ w_mat).reshape(N, H, W, C).transpose(0, 3, 1, 2)
-    elif stride == 1 and padding <= min(R, S) - 1:
+    if stride == 1 and padding <= min(R, S) - 1 and (R, S) != (1, 1):
         dx = _input_grad_as_conv(dy, w, padding)
     else:
-        dx = _col2im(dy_mat @ w_mat, (N, C, H, W), R, S, stride, padding, Ho, Wo)
+        w_mat = w.transpose(0, 2, 3, 1).reshape(K, R * S * C)     # (a copy: made only if used)
+        if R == 1 and S == 1 and stride == 1 and padding == 0:     # 1x1: no windows to undo
+            dx = (dy_mat @ w_mat).reshape(N, H, W, C).transpose(0, 3, 1, 2)
+        else:
+            dx = _col2im(dy_mat @ w_mat, (N, C, H, W), R, S, stride, padding, Ho, Wo)
     return dx, dw, db
