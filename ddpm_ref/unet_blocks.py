@@ -7,7 +7,7 @@ through the ``ops`` object (the NumPy reference or the CUDA kernels); everything
 fresh output array that its cache does not hold, so this saves a copy without changing a value.
 
 * ResBlock (Ho et al. 2020, App. B; He et al. 2016):
-  h = conv₁(silu(GN₁(x))) + Linear(silu(e))[:, :, None, None];
+  h = conv₁(silu(GN₁(x))) + Linear(silu(e))[:, :, None, None] (conv₁'s bias added with it);
   out = skip(x) + conv₂(dropout(silu(GN₂(h)))), skip = 1×1 conv when channels change.
 * Attention block (one head over the H·W pixels; Wang et al. 2018's non-local block):
   q, k, v = Linear_qkv(GN(x)) per pixel; out = x + Linear_proj(softmax(q kᵀ/√C) v).
@@ -78,9 +78,11 @@ def resblock_forward(p, name, x, emb_act, *, groups, ops, dropout=0.0, rng=None)
     c = {}
     # silu(GN(x)) as one fused layer (nn.groupnorm_silu: same function, fewer passes)
     h, c["norm_act1"] = nn.groupnorm_silu_forward(x, p[f"{name}.norm1.gamma"], p[f"{name}.norm1.beta"], groups)
-    h, c["conv1"] = ops.conv2d_forward(h, p[f"{name}.conv1.w"], p[f"{name}.conv1.b"], 1, 1)
+    h, c["conv1"] = ops.conv2d_forward(h, p[f"{name}.conv1.w"], None, 1, 1)
     te, c["emb"] = nn.linear_forward(emb_act, p[f"{name}.emb.w"], p[f"{name}.emb.b"])   # (N, C_out)
-    h += te[:, :, None, None]                          # the timestep enters every pixel
+    # the timestep enters every pixel; conv1's bias is added in the same pass (one array-sized
+    # add instead of two: the bias is a per-channel constant, like te is per example)
+    h += (te + p[f"{name}.conv1.b"])[:, :, None, None]
     h, c["norm_act2"] = nn.groupnorm_silu_forward(h, p[f"{name}.norm2.gamma"], p[f"{name}.norm2.beta"], groups)
     h, c["dropout"] = nn.dropout_forward(h, dropout, rng)
     h, c["conv2"] = ops.conv2d_forward(h, p[f"{name}.conv2.w"], p[f"{name}.conv2.b"], 1, 1)
@@ -97,10 +99,12 @@ def resblock_backward(dout, c, name, g, ops):
     g[f"{name}.conv2.w"], g[f"{name}.conv2.b"] = dw, db
     dh = nn.dropout_backward(dh, c["dropout"])
     dh, g[f"{name}.norm2.gamma"], g[f"{name}.norm2.beta"] = nn.groupnorm_silu_backward(dh, c["norm_act2"])
-    # h = conv1(...) + te[:, :, None, None]: te's gradient sums over the pixels
-    d_emb, g[f"{name}.emb.w"], g[f"{name}.emb.b"] = nn.linear_backward(dh.sum(axis=(2, 3)), c["emb"])
-    dh, dw, db = ops.conv2d_backward(dh, c["conv1"])
-    g[f"{name}.conv1.w"], g[f"{name}.conv1.b"] = dw, db
+    # h = conv1(...) + (te + b1)[:, :, None, None]: te's gradient sums over the pixels, b1's
+    # over the pixels and the batch
+    d_te = dh.sum(axis=(2, 3))
+    d_emb, g[f"{name}.emb.w"], g[f"{name}.emb.b"] = nn.linear_backward(d_te, c["emb"])
+    g[f"{name}.conv1.b"] = d_te.sum(axis=0)
+    dh, g[f"{name}.conv1.w"], _ = ops.conv2d_backward(dh, c["conv1"])
     dx, g[f"{name}.norm1.gamma"], g[f"{name}.norm1.beta"] = nn.groupnorm_silu_backward(dh, c["norm_act1"])
     if "skip" in c:
         dskip, dw, db = ops.conv2d_backward(dout, c["skip"])
