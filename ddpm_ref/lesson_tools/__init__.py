@@ -1,0 +1,158 @@
+"""Helpers for the notebooks in ``lessons/``: settings presets, the shared run directory, and
+exercise checks that tell a student whether an answer is right.
+
+A lesson's settings cell reads the environment variable ``DDPM_REF_LESSON_MODE``:
+
+* ``quick``: tiny settings, used by CI (``tests/test_lessons.py``); every cell still runs.
+* unset or ``default``: the settings a student runs, each notebook in about 3 minutes on 2 cores.
+* ``full``: larger settings where a lesson trains something (falls back to ``default`` elsewhere).
+
+Exercises are checked by ``check("01.2", answer)``. The expected answers are computed here,
+independently of the notebook, from ``ddpm_ref`` itself (see ``ddpm_ref/lesson_tools/answers_*.py``):
+reading them is like reading the solutions at the back of a textbook.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ddpm_ref._checks import check_choice
+
+__all__ = ["MODES", "lesson_mode", "pick", "demo_run_dir", "check", "grade", "EXERCISES"]
+
+MODES = ("quick", "default", "full")
+
+#: Overrides where trained weights are cached (the tests point it at a temporary folder).
+RUN_DIR_ENV = "DDPM_REF_LESSON_RUN_DIR"
+
+
+def lesson_mode() -> str:
+    """The preset named by ``DDPM_REF_LESSON_MODE``: "quick", "default" (when unset) or "full"."""
+    mode = os.environ.get("DDPM_REF_LESSON_MODE", "").strip().lower() or "default"
+    check_choice("DDPM_REF_LESSON_MODE", mode, MODES)
+    return mode
+
+
+def pick(*, quick, default, full=None):
+    """The value for the current mode; ``full`` falls back to ``default`` when not given.
+
+    >>> pick(quick=100, default=10_000)   # 10_000 unless DDPM_REF_LESSON_MODE=quick
+    """
+    mode = lesson_mode()
+    if mode == "quick":
+        return quick
+    if mode == "full" and full is not None:
+        return full
+    return default
+
+
+def demo_run_dir() -> Path:
+    """The run directory every lesson agrees on for trained weights.
+
+    ``$DDPM_REF_LESSON_RUN_DIR`` if set; otherwise the repository's ``runs/demo`` (the folder
+    ``ddpm-ref demo`` writes when run from the repository root), found from the notebook's folder
+    ``lessons/``. In quick mode the tiny model goes to ``runs/demo_quick`` instead, so that it
+    never stands in for the real demo model.
+    """
+    override = os.environ.get(RUN_DIR_ENV)
+    if override:
+        return Path(override).resolve()
+    here = Path.cwd().resolve()
+    root = here.parent if here.name == "lessons" else here
+    name = "demo_quick" if lesson_mode() == "quick" else "demo"
+    return root / "runs" / name
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise checks
+# --------------------------------------------------------------------------------------------
+
+#: exercise id -> (checker, solution). A checker takes the student's answer and returns
+#: (ok, message); a solution returns an answer that passes (the tests use it).
+EXERCISES: dict[str, tuple] = {}
+
+
+def exercise(ex_id: str, solution):
+    """Register a checker for exercise ``ex_id`` with a function that returns a right answer."""
+    def register(checker):
+        EXERCISES[ex_id] = (checker, solution)
+        return checker
+    return register
+
+
+def grade(ex_id: str, answer) -> tuple[bool | None, str]:
+    """(verdict, message) for the student's ``answer`` to exercise ``ex_id``, printing nothing.
+
+    The verdict is None when the answer is still ``...`` (or None): not answered yet.
+    """
+    _load_answers()
+    if ex_id not in EXERCISES:
+        raise ValueError(f"unknown exercise {ex_id!r}; known: {', '.join(sorted(EXERCISES))}")
+    if answer is Ellipsis or answer is None:
+        return None, "not answered yet (replace the ... with your answer and run the cell again)."
+    checker, _ = EXERCISES[ex_id]
+    try:
+        ok, message = checker(answer)
+    except Exception as err:  # a student's function may raise anything; report it, do not crash
+        ok, message = False, f"your answer raised {type(err).__name__}: {err}"
+    return bool(ok), message
+
+
+def check(ex_id: str, answer) -> None:
+    """Print whether the student's ``answer`` to exercise ``ex_id`` is right.
+
+    An answer left as ``...`` prints "not answered yet" and raises nothing, so that a notebook
+    runs top to bottom before its exercises are done.
+    """
+    ok, message = grade(ex_id, answer)
+    if ok is None:
+        print(f"Exercise {ex_id}: {message}")
+    else:
+        print(f"Exercise {ex_id}: {'correct!' if ok else 'not yet.'} {message}".rstrip())
+
+
+def compare(answer, expected, *, rtol: float = 1e-6, atol: float = 1e-9, hint: str = ""):
+    """(ok, message) for a number or array answer against the expected one (allclose)."""
+    import numpy as np
+
+    try:
+        a = np.asarray(answer, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False, f"expected a number or an array of numbers, got {type(answer).__name__}. {hint}"
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        return False, f"expected shape {e.shape}, got {a.shape}. {hint}"
+    if np.allclose(a, e, rtol=rtol, atol=atol):
+        return True, ""
+    if e.ndim == 0:
+        side = "too large" if a > e else "too small"
+        return False, f"{float(a):.6g} is {side}. {hint}"
+    worst = float(np.max(np.abs(a - e)))
+    return False, f"largest difference from the expected values: {worst:.3g}. {hint}"
+
+
+def compare_function(student_fn, reference_fn, inputs, *, rtol=1e-6, atol=1e-9, hint=""):
+    """(ok, message): call ``student_fn(*args)`` and ``reference_fn(*args)`` for each args tuple."""
+    if not callable(student_fn):
+        return False, f"expected a function, got {type(student_fn).__name__}. {hint}"
+    for args in inputs:
+        result = student_fn(*args)
+        if result is None:
+            return False, "your function returned None: finish it and return the result."
+        ok, message = compare(result, reference_fn(*args), rtol=rtol, atol=atol, hint=hint)
+        if not ok:
+            return False, message
+    return True, f"(agrees with ddpm_ref on {len(inputs)} inputs)"
+
+
+def _load_answers() -> None:
+    """Import the modules that register the checkers (Python imports each once)."""
+    import importlib
+
+    for name in ANSWER_MODULES:
+        importlib.import_module(f"ddpm_ref.lesson_tools.{name}")
+
+
+#: The modules of checkers, by the lessons they serve.
+ANSWER_MODULES = ("answers_math",)
