@@ -10,7 +10,8 @@ reported, the minimum alongside):
 * both for NumPy in two ways on the same thread count: one pass with BLAS on all threads, and
   the batch split into one shard per thread with one BLAS thread each (``UNet(workers=...)``,
   ``ddpm_ref.parallel``);
-* **the heaviest layers** alone (the widest 3×3 convolutions, a group norm, the attention),
+* **the heaviest layers** alone (the widest 3×3 convolutions, a group norm, the fused group
+  norm + SiLU of the ResBlocks, the attention),
   forward and forward + backward.
 
 When PyTorch is importable, the *identical* architecture (``ddpm_ref.torch_mirror``, built from
@@ -187,6 +188,7 @@ LAYERS = [
     ("conv3x3 64->64 @8x8", "conv", (64, 64, 8)),
     ("conv3x3 64->64 @4x4", "conv", (64, 64, 4)),
     ("groupnorm 96ch @8x8", "groupnorm", (96, 8)),
+    ("groupnorm+silu 96ch @8x8", "groupnorm_silu", (96, 8)),
     ("attention L=16 D=64", "attention", (16, 64)),
 ]
 
@@ -212,6 +214,13 @@ def _layer_calls(kind, args, batch, rng, torch):
         fwd = lambda: nn.groupnorm_forward(*arrays, 8)             # noqa: E731
         bwd = nn.groupnorm_backward
         tfn = lambda a, g, b: torch.nn.functional.group_norm(a, 8, g, b)   # noqa: E731
+    elif kind == "groupnorm_silu":                                 # the fused pair of the ResBlocks
+        c, s = args
+        x = np.ascontiguousarray(rng.standard_normal((batch, s, s, c)).astype(f32)).transpose(0, 3, 1, 2)
+        arrays = [x, np.ones(c, f32), np.zeros(c, f32)]
+        fwd = lambda: nn.groupnorm_silu_forward(*arrays, 8)        # noqa: E731
+        bwd = nn.groupnorm_silu_backward
+        tfn = lambda a, g, b: torch.nn.functional.silu(torch.nn.functional.group_norm(a, 8, g, b))  # noqa: E731
     else:
         length, d = args
         arrays = [rng.standard_normal((batch, length, d)).astype(f32) for _ in range(3)]
