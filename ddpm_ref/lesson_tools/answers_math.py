@@ -121,3 +121,51 @@ def _ex_01_3(answer):
         inputs.append((sched, g.uniform(-1, 1, (3, 1, 4, 4)), t, g.standard_normal((3, 1, 4, 4))))
     return compare_function(answer, q_sample, inputs, rtol=1e-10, atol=1e-12,
                             hint="x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · noise, with ᾱ_t = sched.alpha_bars[t].")
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 02: noise schedules
+# --------------------------------------------------------------------------------------------
+
+
+def _signal_left_t50():
+    from ddpm_ref.schedules import make_schedule
+
+    return float(np.sqrt(make_schedule("linear", 50).alpha_bars[50]))
+
+
+@exercise("02.1", solution=_signal_left_t50)
+def _ex_02_1(answer):
+    return compare(answer, _signal_left_t50(), rtol=1e-4,
+                   hint="make_schedule('linear', 50) keeps β from 1e-4 to 0.02; take np.sqrt(alpha_bars[50]).")
+
+
+def _cosine_alpha_bar(t, T, s=0.008):
+    f = lambda u: np.cos((u / T + s) / (1 + s) * np.pi / 2) ** 2  # noqa: E731
+    return f(np.asarray(t, dtype=np.float64)) / f(0.0)
+
+
+def _ex_02_2_reference(t, T):
+    from ddpm_ref.schedules import make_schedule
+
+    return make_schedule("cosine", T).alpha_bars[t]
+
+
+@exercise("02.2", solution=lambda: _cosine_alpha_bar)
+def _ex_02_2(answer):
+    inputs = [(np.arange(1000), 1000), (np.arange(50), 50), (np.array([0, 3, 7]), 8)]
+    return compare_function(lambda t, T: answer(t, T), _ex_02_2_reference, inputs, rtol=1e-9, atol=1e-12,
+                            hint="f(t) = cos²(((t/T + s)/(1 + s))·π/2) and ᾱ_t = f(t)/f(0).")
+
+
+def _first_t_as_noisy():
+    from ddpm_ref.schedules import make_schedule
+
+    ls = make_schedule("linear", 1000).logsnr
+    return int(np.argmax(ls + 2 * np.log(0.5) <= ls[500]))
+
+
+@exercise("02.3", solution=_first_t_as_noisy)
+def _ex_02_3(answer):
+    return compare(answer, _first_t_as_noisy(), atol=0,
+                   hint="Find the first t with logsnr[t] + 2·log(0.5) <= logsnr[500] (np.argmax on a boolean array).")
