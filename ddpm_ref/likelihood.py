@@ -102,18 +102,32 @@ def _log1mexp(d: np.ndarray) -> np.ndarray:
 
 
 def _log_normal_bin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log(Φ(b) − Φ(a)) for a < b, without cancellation: mirror a bin that lies right of 0 to the left."""
+    r"""log(Φ(b) − Φ(a)) for a < b, without cancellation, in three regimes.
+
+    * A bin that is narrow next to σ, w = b − a with w·(1 + |m|) < 1e-3 (m = (a + b)/2): the
+      midpoint rule with its first correction, log Φ(b) − Φ(a) = log w + log φ(m) + log(1 + (m² − 1)w²/24)
+      (next term O(w⁴m⁴) < 1e-15). Without it a huge σ gives Φ(a) = Φ(b) in float64 and log 0 = −∞.
+    * Otherwise mirror a bin that lies right of 0 to the left; a < 0 < b:
+      Φ(b) − Φ(a) = ½(erf(b/√2) + erf(−a/√2)), a sum of two positive numbers;
+    * a < b ≤ 0: log Φ(b) + log(1 − Φ(a)/Φ(b)), all in log space.
+    """
+    out = np.empty(a.shape)
+    w, m = b - a, 0.5 * (a + b)
+    narrow = w * (1.0 + np.abs(m)) < 1e-3
+    wn, mn = w[narrow], m[narrow]
+    out[narrow] = np.log(wn) - 0.5 * mn * mn - 0.5 * math.log(2 * math.pi) + np.log1p((mn * mn - 1.0) * wn * wn / 24.0)
+    wide = ~narrow
+    a, b = a[wide], b[wide]
     right = a > 0
     a, b = np.where(right, -b, a), np.where(right, -a, b)     # now a < 0
-    out = np.empty(a.shape)
+    res = np.empty(a.shape)
     straddle = b > 0
-    # a < 0 < b: Φ(b) − Φ(a) = ½(erf(b/√2) + erf(−a/√2)), a sum of two positive numbers.
     s = (_erf(b[straddle] / _SQRT2) + _erf(-a[straddle] / _SQRT2)).astype(np.float64)
-    out[straddle] = np.log(0.5 * s)
-    # a < b <= 0: log Φ(b) + log(1 − Φ(a)/Φ(b)), all in log space.
+    res[straddle] = np.log(0.5 * s)
     left = ~straddle
     la, lb = log_ndtr(a[left]), log_ndtr(b[left])
-    out[left] = lb + _log1mexp(la - lb)
+    res[left] = lb + _log1mexp(la - lb)
+    out[wide] = res
     return out
 
 

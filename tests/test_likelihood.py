@@ -1,0 +1,167 @@
+"""Gaussian KL and the discretized decoder likelihood, against Monte Carlo and SciPy (a test-only oracle)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, log_ndtr, normal_kl
+
+GRID = np.arange(256) / 255 * 2 - 1          # the 256 levels of [−1, 1]
+
+
+# ------------------------------------------------------------------ normal_kl
+@pytest.mark.parametrize("m1, v1, m2, v2", [(0.0, 0.0, 0.0, 0.0), (0.5, -1.0, -0.3, 0.7), (2.0, 1.5, 0.0, -2.0),
+                                            (-1.0, -6.0, -1.2, -5.0)])
+def test_normal_kl_matches_monte_carlo(m1, v1, m2, v2):
+    """E_{x~N1}[log N1(x) − log N2(x)] from 200 000 draws; tolerance 5 standard errors of that mean."""
+    rng = np.random.default_rng(3)
+    x = m1 + math.exp(v1 / 2) * rng.standard_normal(200_000)
+
+    def logpdf(x, m, v):
+        return -0.5 * (math.log(2 * math.pi) + v + (x - m) ** 2 / math.exp(v))
+
+    ratio = logpdf(x, m1, v1) - logpdf(x, m2, v2)
+    se = ratio.std(ddof=1) / math.sqrt(x.size)
+    kl = normal_kl(m1, v1, m2, v2)
+    assert abs(float(kl) - ratio.mean()) <= 5 * se + 1e-12
+    assert kl >= 0
+
+
+def test_normal_kl_broadcasts_and_keeps_float32():
+    m1 = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    out = normal_kl(m1, np.float32(0.1) * np.ones(3, np.float32), 0.0, 0.0)
+    assert out.shape == (2, 3) and out.dtype == np.float32
+    assert normal_kl(m1, 0.0, m1.astype(np.float64), 0.0).dtype == np.float64
+    np.testing.assert_array_equal(normal_kl(m1.astype(np.float64), 0.3, m1.astype(np.float64), 0.3), 0.0)
+
+
+# ------------------------------------------------------------------ log Φ
+def test_log_ndtr_matches_scipy():
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([-np.logspace(-3, 6, 300), [0.0], np.logspace(-3, 1.6, 200), np.linspace(-25, 5, 301)])
+    np.testing.assert_allclose(log_ndtr(x), special.log_ndtr(x), rtol=1e-12, atol=1e-300)
+
+
+# ------------------------------------------------------------------ the discretized decoder
+CASES = [(0.0, 0.0), (0.3, math.log(0.05)), (-0.99, math.log(1e-3)), (1.0, math.log(1e-4)), (5.0, math.log(0.01)),
+         (-40.0, math.log(0.02)), (0.2, math.log(30.0)), (0.1, math.log(1e-6)), (0.5, 5.0), (0.5, 30.0),
+         (0.5, 200.0), (0.1, -200.0)]
+
+
+@pytest.mark.parametrize("mean, log_scale", CASES)
+def test_discretized_likelihood_sums_to_one(mean, log_scale):
+    lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
+    assert lp.shape == (256,) and np.all(np.isfinite(lp)) and np.all(lp <= 0)
+    top = lp.max()
+    total = top + math.log(np.exp(lp - top).sum())       # log Σ p over all 256 bins
+    assert abs(total) < _sum_tolerance(log_scale)
+
+
+def _sum_tolerance(log_scale):
+    """The bins' edges x ± 1/255 are rounded (|error| ≲ 2e-16), so neighbouring bins overlap or leave gaps of
+    that width; in units of σ this moves ≲ 255·2e-16/σ·φ(0) of probability. Plus 1e-12 for the arithmetic."""
+    return 1e-12 + 255 * 2.3e-16 * 0.4 / math.exp(log_scale)
+
+
+def _scipy_reference(x, mean, sigma):
+    """log P(bin of x) from scipy.stats.norm.logcdf/logsf, the bin's far side subtracted in log space."""
+    norm = pytest.importorskip("scipy.stats").norm
+    h = 1 / 255
+    if x < -0.999:
+        return norm.logcdf(x + h, mean, sigma)
+    if x > 0.999:
+        return norm.logsf(x - h, mean, sigma)
+    lo, hi = x - h, x + h
+    if lo >= mean:                                     # right of the mean: P = S(lo) − S(hi)
+        a, b = norm.logsf(lo, mean, sigma), norm.logsf(hi, mean, sigma)
+    else:                                              # left of it (or straddling): P = Φ(hi) − Φ(lo)
+        a, b = norm.logcdf(hi, mean, sigma), norm.logcdf(lo, mean, sigma)
+    return a + math.log(-math.expm1(b - a))
+
+
+@pytest.mark.parametrize("mean, log_scale", CASES[:8])
+def test_discretized_likelihood_matches_scipy_far_in_the_tails(mean, log_scale):
+    pytest.importorskip("scipy")
+    lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
+    ref = np.array([_scipy_reference(x, mean, math.exp(log_scale)) for x in GRID])
+    assert np.all(np.isfinite(ref))
+    np.testing.assert_allclose(lp, ref, rtol=1e-9, atol=1e-12)
+    if log_scale < math.log(1e-2):
+        assert lp.min() < -1000                       # far in the tails, still finite and exact
+
+
+@pytest.mark.parametrize("mean, log_scale", [(0.0, 0.0), (0.3, -1.0), (0.2, math.log(30.0)), (-0.7, 2.0), (0.5, 5.0),
+                                             (0.5, 30.0), (0.5, 200.0)])
+def test_discretized_likelihood_matches_mpmath_for_wide_gaussians(mean, log_scale):
+    """150-digit arithmetic, for σ up to e^200 (SciPy's difference of two log-CDFs loses every digit there, and a
+    naive log(Φ(b) − Φ(a)) gives −∞). The narrow-σ tails are checked against SciPy above."""
+    mpmath = pytest.importorskip("mpmath")
+    mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
+    idx = np.r_[0, 1, 2, 60:256:37, 127, 128, 254, 255]
+    lp = discretized_gaussian_log_likelihood(GRID[idx], np.full(idx.size, mean), log_scale)
+    old = mp.dps
+    mp.dps = 150
+    try:
+        sigma, mu, h = mp.exp(mp.mpf(log_scale)), mp.mpf(mean), mp.mpf(1) / 255
+        for k, value in zip(idx, lp):
+            x = mp.mpf(int(k)) / 255 * 2 - 1
+            lo = mp.mpf(0) if k == 0 else mp.ncdf(x - h, mu, sigma)
+            hi = mp.mpf(1) if k == 255 else mp.ncdf(x + h, mu, sigma)
+            ref = float(mp.log(hi - lo))
+            assert value == pytest.approx(ref, rel=1e-9, abs=1e-12), (k, value, ref)
+    finally:
+        mp.dps = old
+
+
+def test_discretized_likelihood_known_values():
+    # σ huge: every inner bin has probability ≈ (2/255)·φ(0)/σ
+    sigma = 1e3
+    lp = discretized_gaussian_log_likelihood(np.array([0.0]), np.array([0.0]), math.log(sigma))
+    assert lp[0] == pytest.approx(math.log(2 / 255 / (sigma * math.sqrt(2 * math.pi))), rel=1e-9)
+    # mean on a level and σ tiny: that level gets all the mass
+    lp = discretized_gaussian_log_likelihood(GRID[[10, 11]], GRID[[10, 10]], math.log(1e-5))
+    assert lp[0] == pytest.approx(0.0, abs=1e-15) and lp[1] < -1e4
+
+
+def test_discretized_likelihood_shapes_and_dtype(rng):
+    x = GRID[rng.integers(0, 256, (2, 3, 4))].astype(np.float32)
+    mean = rng.standard_normal(x.shape).astype(np.float32)
+    out = discretized_gaussian_log_likelihood(x, mean, np.float32(-1.0) * np.ones((3, 1), np.float32))
+    assert out.shape == x.shape and out.dtype == np.float32
+    out64 = discretized_gaussian_log_likelihood(x.astype(np.float64), mean.astype(np.float64), -1.0)
+    np.testing.assert_allclose(out, out64, rtol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mean=st.floats(-50, 50), log_scale=st.floats(-30, 30))
+def test_property_always_a_distribution(mean, log_scale):
+    lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
+    assert np.all(np.isfinite(lp)) and np.all(lp <= 1e-15)
+    top = lp.max()
+    assert abs(top + math.log(np.exp(lp - top).sum())) < _sum_tolerance(log_scale)
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input():
+    ok = np.zeros(3)
+    with pytest.raises(ValueError, match="x"):
+        discretized_gaussian_log_likelihood(np.array([0.0, 1.5, 0.0]), ok, 0.0)
+    with pytest.raises(ValueError, match="mean"):
+        discretized_gaussian_log_likelihood(ok, np.array([0.0, np.nan, 0.0]), 0.0)
+    with pytest.raises(ValueError, match="log_scale"):
+        discretized_gaussian_log_likelihood(ok, ok, np.inf)
+    with pytest.raises(ValueError, match="log_scale"):
+        discretized_gaussian_log_likelihood(ok, ok, 800.0)
+    with pytest.raises(ValueError, match="shape"):
+        discretized_gaussian_log_likelihood(ok, np.zeros(4), 0.0)
+    with pytest.raises(ValueError, match="log_scale"):
+        discretized_gaussian_log_likelihood(ok, ok, np.zeros(4))
+    with pytest.raises(ValueError, match="logvar2"):
+        normal_kl(0.0, 0.0, 0.0, np.nan)
+    with pytest.raises(ValueError, match="mean1"):
+        normal_kl(np.array([np.inf]), 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="broadcast"):
+        normal_kl(np.zeros(3), np.zeros(4), 0.0, 0.0)
