@@ -169,3 +169,103 @@ def _first_t_as_noisy():
 def _ex_02_3(answer):
     return compare(answer, _first_t_as_noisy(), atol=0,
                    hint="Find the first t with logsnr[t] + 2·log(0.5) <= logsnr[500] (np.argmax on a boolean array).")
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 03: the posterior and the reverse process
+# --------------------------------------------------------------------------------------------
+
+
+def _beta_tilde_2():
+    from ddpm_ref.schedules import Schedule
+
+    return float(Schedule.from_betas([0.1, 0.2]).posterior_variance[2])
+
+
+@exercise("03.1", solution=_beta_tilde_2)
+def _ex_03_1(answer):
+    return compare(answer, _beta_tilde_2(), rtol=1e-4,
+                   hint="β̃_2 = (1 − ᾱ_1)/(1 − ᾱ_2)·β_2 with ᾱ_1 = 0.9 and ᾱ_2 = 0.9·0.8.")
+
+
+def _my_mu_theta(sched, xt, t, eps):
+    return (xt - sched.betas[t] / np.sqrt(1 - sched.alpha_bars[t]) * eps) / np.sqrt(sched.alphas[t])
+
+
+def _ex_03_2_reference(sched, xt, t, eps):
+    from ddpm_ref.diffusion import p_mean_variance
+
+    return p_mean_variance(sched, xt, t, eps)[0]
+
+
+@exercise("03.2", solution=lambda: _my_mu_theta)
+def _ex_03_2(answer):
+    from ddpm_ref.schedules import make_schedule
+
+    g = np.random.default_rng(3)
+    inputs = [(s, g.standard_normal((4, 2)), t, g.standard_normal((4, 2)))
+              for s, t in [(_linear(), 1), (_linear(), 500), (make_schedule("cosine", 40), 39)]]
+    return compare_function(answer, _ex_03_2_reference, inputs, rtol=1e-9, atol=1e-12,
+                            hint="μ_θ = (x_t − β_t/√(1 − ᾱ_t)·ε)/√α_t.")
+
+
+def _gmm_mean():
+    from ddpm_ref.data import default_gmm
+
+    gmm = default_gmm()
+    return gmm.weights @ gmm.means
+
+
+@exercise("03.3", solution=_gmm_mean)
+def _ex_03_3(answer):
+    return compare(answer, _gmm_mean(), atol=5e-3, rtol=0,
+                   hint="When x_T carries no information about x_0, the best guess of x_0 is its mean, Σ_k π_k μ_k.")
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 04: the ELBO
+# --------------------------------------------------------------------------------------------
+
+
+def _my_lambda(sched, t):
+    return sched.betas[t] ** 2 / (2 * sched.posterior_variance[t] * sched.alphas[t] * (1 - sched.alpha_bars[t]))
+
+
+def _ex_04_1_reference(sched, t):
+    """λ_t measured: vb_term_bpd / (mean squared error / ln 2), one t at a time."""
+    from ddpm_ref.diffusion import q_sample
+    from ddpm_ref.elbo import vb_term_bpd
+
+    g = np.random.default_rng(4)
+    x0 = np.round(g.uniform(-1, 1, (1, 6)) * 127.5) / 127.5
+    out = []
+    for ti in np.atleast_1d(t):
+        noise, delta = g.standard_normal((1, 6)), g.standard_normal((1, 6))
+        xt = q_sample(sched, x0, int(ti), noise)
+        vb = vb_term_bpd(sched, x0, xt, int(ti), noise + delta)[0]
+        out.append(vb * np.log(2) / np.mean(delta ** 2))
+    return np.array(out)
+
+
+@exercise("04.1", solution=lambda: _my_lambda)
+def _ex_04_1(answer):
+    from ddpm_ref.schedules import make_schedule
+
+    inputs = [(_linear(), np.array([2, 10, 500, 1000])), (make_schedule("cosine", 100), np.array([2, 50, 99])),
+              (make_schedule("quadratic", 20), np.array([3, 20]))]
+    return compare_function(lambda s, t: answer(s, t), _ex_04_1_reference, inputs, rtol=1e-6,
+                            hint="λ_t = β_t² / (2 σ_t² α_t (1 − ᾱ_t)) with σ_t² = β̃_t = sched.posterior_variance[t].")
+
+
+def _prior_white_t50():
+    from ddpm_ref.elbo import prior_bpd
+    from ddpm_ref.schedules import make_schedule
+
+    return float(prior_bpd(make_schedule("linear", 50), np.ones((1, 1, 8, 8)))[0])
+
+
+@exercise("04.2", solution=_prior_white_t50)
+def _ex_04_2(answer):
+    return compare(answer, _prior_white_t50(), rtol=1e-4,
+                   hint="m = √ᾱ_T·1, s² = 1 − ᾱ_T with ᾱ_T = make_schedule('linear', 50).alpha_bars[50]; "
+                        "KL = ½(m² + s² − 1 − log s²) nats, then divide by log 2.")
