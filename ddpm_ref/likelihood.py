@@ -25,6 +25,7 @@ __all__ = ["normal_kl", "discretized_gaussian_log_likelihood", "log_ndtr", "BIN_
 BIN_HALF_WIDTH = 1.0 / 255.0   # the 256 levels of [−1, 1] are 2/255 apart
 _EDGE = 0.999                  # below −0.999 / above 0.999 means the first / last level
 _SQRT2 = math.sqrt(2.0)
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -75,7 +76,7 @@ def log_ndtr(x) -> np.ndarray:
 
     * x > 0: log Φ(x) = log1p(−½ erfc(x/√2)) (no loss when Φ(x) is close to 1);
     * −20 < x ≤ 0: log(½ erfc(−x/√2));
-    * x ≤ −20: the asymptotic series
+    * x ≤ −20: the asymptotic series (``_log_mills_series``)
       log Φ(x) = −x²/2 − log(−x) − ½ log 2π + log(1 − 1/x² + 3/x⁴ − 15/x⁶ + …), truncated after
       the 1/x¹⁶ term (error below 1e-15 at x = −20).
     """
@@ -86,13 +87,20 @@ def log_ndtr(x) -> np.ndarray:
     out[hi] = np.log1p(-0.5 * _erfc(x[hi] / _SQRT2).astype(np.float64))
     out[mid] = np.log(0.5 * _erfc(-x[mid] / _SQRT2).astype(np.float64))
     xl = x[lo]
-    inv2 = 1.0 / (xl * xl)
-    series, term = np.ones_like(xl), np.ones_like(xl)
+    with np.errstate(over="ignore"):               # x² overflows beyond |x| ≈ 1e154: log Φ = −∞, exactly so
+        out[lo] = -0.5 * xl * xl - np.log(-xl) - _HALF_LOG_2PI + _log_mills_series(xl)
+    return out
+
+
+def _log_mills_series(x: np.ndarray) -> np.ndarray:
+    """log(1 − 1/x² + 3/x⁴ − … + (2·8−1)!!/x¹⁶) for x ≤ −20: the series of Φ(x)·(−x)/φ(x)."""
+    with np.errstate(over="ignore"):
+        inv2 = 1.0 / (x * x)
+    series, term = np.ones_like(x), np.ones_like(x)
     for k in range(1, 9):                          # (−1)^k (2k−1)!! / x^{2k}
         term = -term * (2 * k - 1) * inv2
         series += term
-    out[lo] = -0.5 * xl * xl - np.log(-xl) - 0.5 * math.log(2 * math.pi) + np.log(series)
-    return out
+    return np.log(series)
 
 
 def _log1mexp(d: np.ndarray) -> np.ndarray:
@@ -101,33 +109,40 @@ def _log1mexp(d: np.ndarray) -> np.ndarray:
         return np.where(d > -math.log(2.0), np.log(-np.expm1(np.minimum(d, 0.0))), np.log1p(-np.exp(np.minimum(d, -math.log(2.0)))))
 
 
-def _log_normal_bin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    r"""log(Φ(b) − Φ(a)) for a < b, without cancellation, in three regimes.
+def _log_normal_bin(m: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r"""log(Φ(b) − Φ(a)) for the bin [a, b] = [m − w/2, m + w/2] (standard units), w > 0, without cancellation.
 
-    * A bin that is narrow next to σ, w = b − a with w·(1 + |m|) < 1e-3 (m = (a + b)/2): the
-      midpoint rule with its first correction, log Φ(b) − Φ(a) = log w + log φ(m) + log(1 + (m² − 1)w²/24)
-      (next term O(w⁴m⁴) < 1e-15). Without it a huge σ gives Φ(a) = Φ(b) in float64 and log 0 = −∞.
-    * Otherwise mirror a bin that lies right of 0 to the left; a < 0 < b:
-      Φ(b) − Φ(a) = ½(erf(b/√2) + erf(−a/√2)), a sum of two positive numbers;
-    * a < b ≤ 0: log Φ(b) + log(1 − Φ(a)/Φ(b)), all in log space.
+    m and w are passed rather than a and b because b − a loses w when |m| ≫ w. The bin's
+    probability is symmetric in m, so m is replaced by −|m| ≤ 0 (the bin is mirrored to the left). Regimes:
+
+    * narrow next to σ, w·(1 + |m|) < 1e-3: the midpoint rule with its first correction,
+      log w + log φ(m) + log(1 + (m² − 1)w²/24) (next term O(w⁴m⁴) < 1e-15). Without it a huge σ
+      gives Φ(a) = Φ(b) in float64 and log 0 = −∞;
+    * straddling 0, a < 0 < b: ½(erf(b/√2) + erf(−a/√2)), a sum of two positive numbers;
+    * left of 0, a < b ≤ 0: log Φ(b) + log(1 − e^{log Φ(a) − log Φ(b)}); beyond −20 the difference
+      log Φ(a) − log Φ(b) = w·m + log(1 + w/a) + (series terms) is formed from w directly;
+    * m = −∞ (|x − μ|/σ overflowed float64): log p = −∞, which is what the probability is in float64.
     """
-    out = np.empty(a.shape)
-    w, m = b - a, 0.5 * (a + b)
-    narrow = w * (1.0 + np.abs(m)) < 1e-3
+    out = np.full(m.shape, -np.inf)
+    m = -np.abs(m)
+    finite = np.isfinite(m)
+    with np.errstate(over="ignore", invalid="ignore"):   # a, b = ±∞ for bins wider than 1e308 σ
+        a, b = m - 0.5 * w, m + 0.5 * w
+        narrow = finite & (w * (1.0 - m) < 1e-3)
     wn, mn = w[narrow], m[narrow]
-    out[narrow] = np.log(wn) - 0.5 * mn * mn - 0.5 * math.log(2 * math.pi) + np.log1p((mn * mn - 1.0) * wn * wn / 24.0)
-    wide = ~narrow
-    a, b = a[wide], b[wide]
-    right = a > 0
-    a, b = np.where(right, -b, a), np.where(right, -a, b)     # now a < 0
-    res = np.empty(a.shape)
-    straddle = b > 0
+    out[narrow] = np.log(wn) - 0.5 * mn * mn - _HALF_LOG_2PI + np.log1p((mn * mn - 1.0) * wn * wn / 24.0)
+    straddle = finite & ~narrow & (b > 0)
     s = (_erf(b[straddle] / _SQRT2) + _erf(-a[straddle] / _SQRT2)).astype(np.float64)
-    res[straddle] = np.log(0.5 * s)
-    left = ~straddle
-    la, lb = log_ndtr(a[left]), log_ndtr(b[left])
-    res[left] = lb + _log1mexp(la - lb)
-    out[wide] = res
+    out[straddle] = np.log(0.5 * s)
+    left = finite & ~narrow & ~straddle
+    far = left & (b <= -20)
+    near = left & ~far
+    la, lb = log_ndtr(a[near]), log_ndtr(b[near])
+    out[near] = lb + _log1mexp(la - lb)
+    af, bf, wf = a[far], b[far], w[far]
+    with np.errstate(over="ignore"):
+        diff = wf * m[far] + np.log1p(wf / af) + _log_mills_series(af) - _log_mills_series(bf)   # log Φ(a) − log Φ(b)
+    out[far] = log_ndtr(bf) + _log1mexp(np.minimum(diff, 0.0))
     return out
 
 
@@ -163,12 +178,15 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale):
     log_scale = np.broadcast_to(log_scale, x.shape)
     centered = x - mean
     inv_stdv = np.exp(-log_scale)
-    plus_in = inv_stdv * (centered + BIN_HALF_WIDTH)      # (δ₊ − μ)/σ
-    min_in = inv_stdv * (centered - BIN_HALF_WIDTH)       # (δ₋ − μ)/σ
+    with np.errstate(over="ignore"):                      # ±∞ beyond 1e308 σ: log p = −∞ there
+        plus_in = inv_stdv * (centered + BIN_HALF_WIDTH)  # (δ₊ − μ)/σ
+        min_in = inv_stdv * (centered - BIN_HALF_WIDTH)   # (δ₋ − μ)/σ
+        mid_in = inv_stdv * centered                      # (x − μ)/σ, the bin's centre
     low, high = x < -_EDGE, x > _EDGE
     inner = ~low & ~high
     out = np.empty(x.shape)
     out[low] = log_ndtr(plus_in[low])                     # log Φ(δ₊), first bin (−∞, x + 1/255]
     out[high] = log_ndtr(-min_in[high])                   # log(1 − Φ(δ₋)), last bin [x − 1/255, ∞)
-    out[inner] = _log_normal_bin(min_in[inner], plus_in[inner])
+    width = 2.0 * BIN_HALF_WIDTH * inv_stdv[inner]        # (δ₊ − δ₋)/σ, finite since |log σ| ≤ 700
+    out[inner] = _log_normal_bin(mid_in[inner], width)
     return out.astype(dtype, copy=False)
