@@ -67,7 +67,9 @@ def normal_kl(mean1, logvar1, mean2, logvar2):
     m1, v1, m2, v2 = (_real(n, a) for n, a in
                       (("mean1", mean1), ("logvar1", logvar1), ("mean2", mean2), ("logvar2", logvar2)))
     _broadcast(mean1=m1, logvar1=v1, mean2=m2, logvar2=v2)
-    kl = 0.5 * (-1.0 + v2 - v1 + np.exp(v1 - v2) + (m1 - m2) ** 2 * np.exp(-v2))
+    with np.errstate(over="ignore", invalid="ignore"):  # a variance ratio beyond 1e308: +∞ (never 0·∞ = NaN)
+        sq = np.where(m1 == m2, 0.0, (m1 - m2) ** 2 * np.exp(-v2))
+        kl = 0.5 * (-1.0 + v2 - v1 + np.exp(v1 - v2) + sq)
     return np.asarray(kl).astype(dtype, copy=False)
 
 

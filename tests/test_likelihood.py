@@ -177,3 +177,12 @@ def test_property_never_nan_even_at_extremes(mean, log_scale):
         lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
     assert not np.any(np.isnan(lp)) and np.all(lp <= 0)
     assert np.any(np.isfinite(lp))                      # some bin always holds the mass
+
+
+def test_normal_kl_extreme_variances_give_inf_not_nan():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kl = normal_kl(np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 800.0]), 0.0, np.array([-800.0, -800.0, 0.0]))
+    assert np.all(kl == np.inf)
