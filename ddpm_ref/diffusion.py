@@ -87,9 +87,13 @@ def _steps(sched: Schedule, t, x: np.ndarray, *, name: str = "t", lowest: int = 
 
 
 def _at(arr: np.ndarray, t, ndim: int):
-    """arr[t] as a float (int t) or as shape (N, 1, ..., 1) for broadcasting against ndim-D images."""
+    """arr[t] as a float64 scalar (int t) or as shape (N, 1, ..., 1) for broadcasting against ndim-D images.
+
+    A NumPy float64 (not a Python float, which NumPy 2 treats as "weak") so that float32 images are
+    computed in float64 whether t is an int or an array, and only the result is cast back.
+    """
     c = arr[t]
-    return c.reshape(c.shape + (1,) * (ndim - 1)) if isinstance(t, np.ndarray) else float(c)
+    return c.reshape(c.shape + (1,) * (ndim - 1)) if isinstance(t, np.ndarray) else np.float64(c)
 
 
 def _zeros_like(x) -> np.ndarray:
@@ -302,7 +306,7 @@ def ddim_step(sched: Schedule, xt, t, t_prev, eps, eta: float = 0.0, z=None, cli
 
     def per_example(v):
         v = np.asarray(v, dtype=np.float64)
-        return v.reshape(v.shape + (1,) * (nd - 1)) if v.ndim else float(v)
+        return v.reshape(v.shape + (1,) * (nd - 1)) if v.ndim else np.float64(v)
 
     x_prev = (per_example(np.sqrt(ab_prev)) * x0_scaled
               + per_example(np.sqrt(np.maximum(dir_var, 0.0))) * eps

@@ -346,3 +346,20 @@ def test_other_bad_arguments():
         loss_simple(np.zeros(0), np.zeros(0))
     with pytest.raises(ValueError, match="x0"):
         q_sample(LIN50, np.array([["a", "b", "c"]] * 2), 3, X)
+
+
+def test_float32_is_computed_in_float64_for_int_and_array_t(rng):
+    """The same float32 result whether t is an int or an array: the coefficients are float64 either way."""
+    x0 = rng.standard_normal((3, 5)).astype(np.float32)
+    eps = rng.standard_normal((3, 5)).astype(np.float32)
+    t_arr = np.full(3, 13)
+    for fn in (lambda t: q_sample(COS20, x0, t, eps), lambda t: q_step(COS20, x0, t, eps),
+               lambda t: predict_x0(COS20, x0, t, eps), lambda t: q_posterior(COS20, x0, eps, t)[0],
+               lambda t: p_mean_variance(COS20, x0, t, eps)[0], lambda t: ddpm_step(COS20, x0, t, eps, eps),
+               lambda t: ddim_step(COS20, x0, t, 4 if np.isscalar(t) else np.full(3, 4), eps, eta=0.3, z=eps)):
+        a, b = fn(13), fn(t_arr)
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    # and equal to the float64 computation rounded once
+    exact = q_sample(COS20, x0.astype(np.float64), 13, eps.astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(q_sample(COS20, x0, 13, eps), exact)
