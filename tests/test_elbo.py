@@ -172,3 +172,16 @@ def test_bad_input(rng):
         vb_term_bpd(s, x0, x0, 2, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="eps"):
         vb_term_bpd(s, x0, x0, 2, np.full((2, 3), np.nan))
+
+
+def test_bound_names_are_importable_from_diffusion_too():
+    import ddpm_ref.diffusion as diffusion
+    import ddpm_ref.elbo as elbo
+
+    for name in ("prior_bpd", "vb_term_bpd", "vlb_terms", "vlb_estimate"):
+        assert getattr(diffusion, name) is getattr(elbo, name)
+    namespace = {}
+    exec("from ddpm_ref.diffusion import *", namespace)
+    assert set(diffusion.__all__) <= set(namespace)
+    with pytest.raises(AttributeError):
+        diffusion.no_such_name  # noqa: B018
