@@ -72,3 +72,44 @@ def _softmax_inputs():
 def _ex_06_3(answer):
     return compare_function(answer, _softmax_jacobian_reference, _softmax_inputs(), rtol=1e-9, atol=1e-12,
                             hint="ds = p ⊙ (dp − Σ_j dp_j p_j), the sum over the last axis, kept as a column.")
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 07: the U-Net
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_params():
+    from ddpm_ref.unet import UNet
+
+    net = UNet(base_channels=32, channel_mults=(1, 2), num_res_blocks=1)
+    return int(net.params["down.1.res0.conv1.w"].size + net.params["down.1.res0.conv1.b"].size)
+
+
+@exercise("07.1", solution=_conv_params)
+def _ex_07_1(answer):
+    return compare(answer, _conv_params(), atol=0,
+                   hint="Weights K·C·R·S (64·32·3·3) plus one bias per output channel.")
+
+
+def _level_sizes():
+    return [32 // 2 ** i for i in range(4)]
+
+
+@exercise("07.2", solution=_level_sizes)
+def _ex_07_2(answer):
+    return compare(answer, _level_sizes(), atol=0, hint="Start at 32 and halve after each level but the last.")
+
+
+def _num_skips():
+    from ddpm_ref.unet_plan import build_plan
+
+    cfg = {"in_channels": 1, "image_size": 8, "base_channels": 32, "channel_mults": (1, 2, 2),
+           "num_res_blocks": 2, "attention_resolutions": ()}
+    return sum(1 for step in build_plan(cfg) if step[0] == "push")
+
+
+@exercise("07.3", solution=_num_skips)
+def _ex_07_3(answer):
+    return compare(answer, _num_skips(), atol=0,
+                   hint="1 (input conv) + 2 per level (ResBlocks) + 1 per downsampling (all levels but the last).")
