@@ -1,0 +1,256 @@
+r"""Sampling: Algorithm 2 (DDPM) and DDIM, driven by any ε-model callable, plus PNG grids.
+
+Every sampler takes an **ε-model**: a callable ``eps_model(xt, t, y=None) -> eps`` with ``t`` an
+int array (N,) in 1..T and ``y`` an int array (N,) of class labels or ``None`` (unconditional).
+Three kinds plug in:
+
+* ``GaussianMixture.eps_model(sched)`` — the closed-form optimal denoiser (no training needed);
+* ``ModelEps(net)`` — a trained ``UNet`` or ``MLP`` (inference mode, no caches kept);
+* any function you write.
+
+**Classifier-free guidance** (Ho & Salimans 2021) with guidance scale w:
+
+.. math::  \tilde ε = (1 + w)\, ε_θ(x_t, t, y) − w\, ε_θ(x_t, t, ∅)
+
+w = 0 is plain conditional sampling, w > 0 pushes samples towards what the class makes likely
+(this is the paper's form; some codebases write s·ε(y) + (1 − s)·ε(∅) with s = 1 + w).
+
+Determinism: all randomness (x_T and every z) is drawn from one ``numpy.random.Generator``
+(``rng``: a Generator or an int seed) in a fixed order, so a seed fixes the samples. Timesteps
+follow the paper, t = T, T−1, ..., 1.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from tqdm import tqdm
+
+from ddpm_ref._checks import check_positive_int
+from ddpm_ref.diffusion import ddim_step, ddpm_step, predict_x0
+from ddpm_ref.schedules import Schedule
+
+__all__ = ["ModelEps", "ddim_timesteps", "guided_eps", "sample_ddpm", "sample_ddim", "save_grid_png"]
+
+
+class ModelEps:
+    """A ``UNet``/``MLP`` as an ε-model callable: ``eps = ModelEps(net)(xt, t, y)``.
+
+    Runs ``net.forward(..., keep_cache=False)`` (no caches: inference), in chunks of at most
+    ``batch_size`` examples, casting x_t to the network's dtype. ``num_classes`` and ``dtype`` are
+    exposed for the samplers. ``to_device``/``to_host`` (optional) move arrays to and from a GPU.
+    """
+
+    def __init__(self, net, batch_size: int | None = 512, to_device=None, to_host=None):
+        self.net = net
+        self.num_classes = net.config.get("num_classes")
+        self.dtype = np.dtype(net.config.get("dtype", "float32"))
+        self.batch_size = batch_size
+        self._to_device = to_device or (lambda a: a)
+        self._to_host = to_host or (lambda a: a)
+
+    def __call__(self, xt, t, y=None):
+        xt = np.asarray(xt, dtype=self.dtype)
+        n = xt.shape[0]
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
+        step = self.batch_size or n
+        outs = []
+        for i in range(0, n, step):
+            yi = None if y is None else self._to_device(np.asarray(y[i:i + step]))
+            eps = self.net.forward(self._to_device(xt[i:i + step]), self._to_device(t[i:i + step].copy()),
+                                   yi, keep_cache=False)
+            outs.append(self._to_host(eps))
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def _generator(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise ValueError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
+
+
+def _check_labels(eps_model, y, n: int, guidance: float):
+    """Labels as an int64 array (N,) or None; guidance needs labels and a class-conditional model."""
+    if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not np.isfinite(guidance):
+        raise ValueError(f"guidance must be a finite number, got {guidance!r}")
+    num_classes = getattr(eps_model, "num_classes", None)
+    if y is None:
+        if guidance != 0:
+            raise ValueError("guidance needs class labels (y / --label): classifier-free guidance "
+                             "mixes a conditional and an unconditional prediction")
+        return None
+    if num_classes is None:
+        raise ValueError("class labels were given but the model has no classes "
+                         "(train with --cond for a class-conditional model)")
+    y = np.broadcast_to(np.asarray(y), (n,))
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be integers in 0..{num_classes - 1}, got {np.unique(y)[:10]}")
+    return y.astype(np.int64)
+
+
+def guided_eps(eps_model, xt, t, y=None, guidance: float = 0.0):
+    r"""ε̃ = (1 + w) ε(x_t, t, y) − w ε(x_t, t, ∅); just ε(x_t, t, y) when w = 0 or y is None."""
+    eps = eps_model(xt, t, y)
+    if y is None or guidance == 0:
+        return eps
+    return (1.0 + guidance) * eps - guidance * eps_model(xt, t, None)
+
+
+def ddim_timesteps(T: int, steps: int) -> np.ndarray:
+    """The DDIM subsequence τ of 1..T, descending: ``steps`` values evenly spaced from T down to 1.
+
+    τ = round(linspace(1, T, steps)) reversed (distinct because the spacing is ≥ 1 when
+    steps ≤ T); ``steps = 1`` gives [T]. ``steps = T`` gives every t, so DDIM with η = 1 is then
+    DDPM with σ_t² = β̃_t. (Song et al.'s "uniform" skip, range(0, T, T // steps), is the same
+    idea in 0-based indexing but need not include T.)
+    """
+    T = check_positive_int("T", T)
+    steps = check_positive_int("steps", steps)
+    if steps > T:
+        raise ValueError(f"steps={steps} is more than the schedule's T={T}; DDIM uses a subsequence of 1..T")
+    if steps == 1:
+        return np.array([T], dtype=np.int64)
+    return np.round(np.linspace(1, T, steps)).astype(np.int64)[::-1].copy()
+
+
+def _setup(eps_model, sched, shape, rng, y, guidance, dtype):
+    if not isinstance(sched, Schedule):
+        raise ValueError(f"sched must be a Schedule, got {type(sched).__name__}")
+    if not callable(eps_model):
+        raise ValueError("eps_model must be a callable eps_model(xt, t, y=None)")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"shape must be (N, ...) with every size >= 1, got {shape}")
+    dtype = np.dtype(dtype or getattr(eps_model, "dtype", np.float64))
+    g = _generator(rng)
+    y = _check_labels(eps_model, y, shape[0], guidance)
+    x = g.standard_normal(shape).astype(dtype)          # x_T ~ N(0, I)
+    return g, y, x, dtype
+
+
+def _frame_steps(ts: np.ndarray, num_frames: int) -> set:
+    """Which of the visited timesteps to keep as frames (evenly spaced, first and last included)."""
+    if num_frames >= len(ts):
+        return set(int(t) for t in ts)
+    idx = np.round(np.linspace(0, len(ts) - 1, num_frames)).astype(int)
+    return set(int(ts[i]) for i in idx)
+
+
+def _finish(x, sched, frames, return_trajectory):
+    x = (x / sched.input_scale).astype(x.dtype, copy=False)   # the chain ends at b·x̂_0
+    if not return_trajectory:
+        return x
+    traj = {"t": np.array([f[0] for f in frames] + [0]),
+            "x": np.stack([f[1] for f in frames] + [x]),
+            "x0_pred": np.stack([f[2] for f in frames] + [x])}
+    return x, traj
+
+
+def sample_ddpm(eps_model, sched, shape, *, rng=0, y=None, guidance: float = 0.0,
+                variance: str = "fixed_small", clip_x0: bool = False, dtype=None,
+                return_trajectory: bool = False, num_frames: int = 10, progress: bool = True):
+    r"""Algorithm 2 of Ho et al. 2020: x_T ~ N(0, I), then for t = T, ..., 1
+
+    .. math::  x_{t-1} = \frac{1}{\sqrt{α_t}}\Big(x_t − \frac{β_t}{\sqrt{1 − \bar α_t}} ε_θ(x_t, t)\Big) + σ_t z,
+               \quad z \sim N(0, I) \text{ if } t > 1 \text{ else } 0
+
+    (``ddpm_step``), σ_t² = β̃_t (``"fixed_small"``) or β_t (``"fixed_large"``). ``shape``: the
+    samples' shape (N, ...). ``y``: labels (N,) or one int; ``guidance``: w (module docstring).
+    ``clip_x0`` is off by default, as in Algorithm 2.
+
+    Returns x_0 (N, ...), or ``(x_0, trajectory)`` with ``return_trajectory=True``: a dict with
+    ``"t"`` (K + 1,), the frames ``"x"`` (K + 1, N, ...) — x_t *before* the step at each kept t,
+    then the final x_0 under t = 0 — and ``"x0_pred"``, the x̂_0 predicted at those steps.
+    """
+    g, y, x, dtype = _setup(eps_model, sched, shape, rng, y, guidance, dtype)
+    ts = np.arange(sched.T, 0, -1)
+    keep = _frame_steps(ts, num_frames) if return_trajectory else set()
+    frames = []
+    bar = tqdm(ts, desc="DDPM sampling", unit="step", disable=not progress, leave=False)
+    for t in bar:
+        t_arr = np.full(shape[0], t, dtype=np.int64)
+        eps = np.asarray(guided_eps(eps_model, x, t_arr, y, guidance))
+        if t in keep:
+            frames.append((int(t), x.copy(), predict_x0(sched, x, t_arr, eps.astype(dtype))))
+        z = g.standard_normal(shape).astype(dtype) if t > 1 else None
+        x = ddpm_step(sched, x, t_arr, eps.astype(dtype), z, variance=variance, clip_x0=clip_x0)
+    return _finish(x, sched, frames, return_trajectory)
+
+
+def sample_ddim(eps_model, sched, shape, *, steps: int = 50, eta: float = 0.0, rng=0, y=None,
+                guidance: float = 0.0, clip_x0: bool = False, dtype=None,
+                return_trajectory: bool = False, num_frames: int = 10, progress: bool = True):
+    r"""DDIM (Song et al. 2021, eq. 12) on the subsequence τ = ``ddim_timesteps(T, steps)``:
+
+    .. math::  x_{τ_{i-1}} = \sqrt{\bar α_{τ_{i-1}}}\, \hat x_0 + \sqrt{1 − \bar α_{τ_{i-1}} − σ^2}\, ε_θ + σ z
+
+    with σ from η (eq. 16; η = 0: deterministic, the same x_T always gives the same x_0) and the
+    last step going to t_prev = 0 (ᾱ = 1), which returns x̂_0. Other arguments and the return
+    value as for ``sample_ddpm``.
+    """
+    g, y, x, dtype = _setup(eps_model, sched, shape, rng, y, guidance, dtype)
+    ts = ddim_timesteps(sched.T, steps)
+    prevs = np.append(ts[1:], 0)
+    keep = _frame_steps(ts, num_frames) if return_trajectory else set()
+    frames = []
+    bar = tqdm(list(zip(ts, prevs)), desc=f"DDIM sampling (eta={eta:g})", unit="step",
+               disable=not progress, leave=False)
+    for t, t_prev in bar:
+        t_arr = np.full(shape[0], t, dtype=np.int64)
+        eps = np.asarray(guided_eps(eps_model, x, t_arr, y, guidance)).astype(dtype)
+        if t in keep:
+            frames.append((int(t), x.copy(), predict_x0(sched, x, t_arr, eps)))
+        z = g.standard_normal(shape).astype(dtype) if eta > 0 else None
+        x = ddim_step(sched, x, t_arr, np.full(shape[0], t_prev, dtype=np.int64), eps,
+                      eta=eta, z=z, clip_x0=clip_x0)
+    return _finish(x, sched, frames, return_trajectory)
+
+
+def image_grid(images, nrow: int | None = None, scale: int = 4, padding: int = 1,
+               pad_value: float = 0.5) -> np.ndarray:
+    """Tile images (N, C, H, W) or (N, H, W) in [−1, 1] into one (rows, cols[, 3]) array in [0, 1].
+
+    ``nrow``: images per row (default ≈ √N). Each image is enlarged ``scale`` times
+    (nearest neighbour) so that 8×8 digits are visible; cells are separated by ``padding`` pixels
+    (before scaling) of grey ``pad_value``.
+    """
+    imgs = np.asarray(images, dtype=np.float64)
+    if imgs.ndim == 3:
+        imgs = imgs[:, None]
+    if imgs.ndim != 4 or imgs.shape[1] not in (1, 3) or imgs.shape[0] < 1:
+        raise ValueError(f"images must have shape (N, H, W) or (N, C, H, W) with C = 1 or 3, got {imgs.shape}")
+    if not np.all(np.isfinite(imgs)):
+        raise ValueError("images hold NaN or infinite values")
+    n, c, h, w = imgs.shape
+    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    nrow = check_positive_int("nrow", nrow)
+    rows = int(np.ceil(n / nrow))
+    grid = np.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top:top + h, left:left + w] = (np.clip(imgs[i], -1, 1) + 1) / 2
+    scale = check_positive_int("scale", scale)
+    grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def save_grid_png(images, path: str, nrow: int | None = None, scale: int = 4) -> str:
+    """Write images (N, C, H, W) in [−1, 1] as a PNG grid (``image_grid``); returns the path.
+
+    Grey-scale images are drawn with −1 black and +1 white. Uses ``matplotlib.image.imsave``.
+    """
+    import os
+
+    import matplotlib.image
+
+    grid = image_grid(images, nrow=nrow, scale=scale)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if grid.ndim == 2:
+        matplotlib.image.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        matplotlib.image.imsave(path, grid)
+    return path
