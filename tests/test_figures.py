@@ -61,7 +61,7 @@ def test_list_prints_every_figure(capsys):
 def test_every_figure_has_description_lessons_and_readme_row():
     rows = {m.group(1) for m in re.finditer(r"^\|\s*`([^`]+)\.png`\s*\|", README.read_text(), re.M)}
     figures = plots.available()
-    assert len(figures) >= 6
+    assert len(figures) >= 8
     for name, spec in figures.items():
         assert spec.description.strip(), name
         assert spec.lessons and all(re.fullmatch(r"\d\d", lesson) for lesson in spec.lessons), name

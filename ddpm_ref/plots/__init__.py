@@ -67,7 +67,7 @@ FIGURE_MODULES = (
     "schedules",     # β_t, ᾱ_t, logSNR; Chen's γ(t); β̃_t/β_t
     "forward",       # a photograph noised along two schedules
     "embedding",     # the timestep encoding
-    # "reverse",     # the reverse process on a 2-D Gaussian mixture with its optimal denoiser; DDPM vs DDIM
+    "reverse",       # the reverse process on a 2-D Gaussian mixture with its optimal denoiser; DDPM vs DDIM
     "elbo",          # the bound's terms per t in bits/dim
 )
 
