@@ -69,6 +69,7 @@ FIGURE_MODULES = (
     "embedding",     # the timestep encoding
     "reverse",       # the reverse process on a 2-D Gaussian mixture with its optimal denoiser; DDPM vs DDIM
     "elbo",          # the bound's terms per t in bits/dim
+    "training",      # the trained demo run (needs runs/demo): loss curve, DDIM samples, a reverse trajectory
 )
 
 DEMO_RUN_DIR = "runs/demo"   # where figures with needs="demo" look for checkpoint.npz (relative to the cwd)

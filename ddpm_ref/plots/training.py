@@ -16,9 +16,7 @@ import numpy as np
 
 from ddpm_ref.plots import new_figure, register, save
 
-__all__ = ["plot_loss_curve", "plot_samples", "plot_trajectory", "demo_samples", "DEMO_RUN_DIR"]
-
-DEMO_RUN_DIR = os.environ.get("DDPM_REF_DEMO_DIR", "runs/demo")
+__all__ = ["plot_loss_curve", "plot_samples", "plot_trajectory", "demo_samples"]
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -84,14 +82,14 @@ def plot_trajectory(traj: dict, index: int = 0, title: str = "one reverse trajec
     return fig
 
 
-def _demo_model(run_dir: str):
-    from ddpm_ref.train import CHECKPOINT_NAME, load_model
+def _demo_model(run_dir):
+    """The demo run's EMA model and meta (the registry has checked that the checkpoint exists)."""
+    from ddpm_ref.train import load_model
 
-    path = os.path.join(run_dir, CHECKPOINT_NAME)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path} does not exist: these figures show a trained model; "
-                         f"run `ddpm-ref demo` first (about 10 minutes on 2 cores)")
-    return load_model(run_dir)
+    model, meta = load_model(str(run_dir))
+    if hasattr(model, "workers"):
+        model.workers = min(2, os.cpu_count() or 1)
+    return model, meta
 
 
 def demo_samples(model, meta, *, n_per_class: int = 10, sampler: str = "ddpm", steps: int = 50,
@@ -115,24 +113,25 @@ def demo_samples(model, meta, *, n_per_class: int = 10, sampler: str = "ddpm", s
                        return_trajectory=return_trajectory, progress=progress)
 
 
-@register("demo_loss", "L_simple per step of the demo run (needs runs/demo: ddpm-ref demo)", lessons=("05",))
-def _make_loss(out_dir, seed):
-    _, meta = _demo_model(DEMO_RUN_DIR)
+@register("demo_loss", "L_simple of every step of the demo run and its moving average (needs runs/demo: "
+          "ddpm-ref demo)", lessons=("08",), needs="demo")
+def _make_loss(out_dir, seed, run_dir):
+    _, meta = _demo_model(run_dir)
     return [save(plot_loss_curve(meta["losses"]), out_dir, "demo_loss")]
 
 
-@register("demo_samples_ddim", "50-step DDIM digits of the demo model, one column per class "
-          "(needs runs/demo)", lessons=("05",))
-def _make_ddim(out_dir, seed):
-    model, meta = _demo_model(DEMO_RUN_DIR)
+@register("demo_samples_ddim", "50-step DDIM digits of the demo model with guidance w = 1, one column per "
+          "class (needs runs/demo)", lessons=("09",), needs="demo")
+def _make_ddim(out_dir, seed, run_dir):
+    model, meta = _demo_model(run_dir)
     x = demo_samples(model, meta, n_per_class=4, sampler="ddim", steps=50, guidance=1.0, seed=seed)
     return [save(plot_samples(x, "DDIM, 50 steps, guidance w=1", nrow=10), out_dir, "demo_samples_ddim")]
 
 
-@register("demo_trajectory", "one 50-step DDIM reverse trajectory of the demo model: x_t and "
-          "predicted x_0 (needs runs/demo)", lessons=("05",))
-def _make_trajectory(out_dir, seed):
-    model, meta = _demo_model(DEMO_RUN_DIR)
+@register("demo_trajectory", "one 50-step DDIM reverse trajectory of the demo model: x_t and the "
+          "predicted x_0 (needs runs/demo)", lessons=("09",), needs="demo")
+def _make_trajectory(out_dir, seed, run_dir):
+    model, meta = _demo_model(run_dir)
     _, traj = demo_samples(model, meta, n_per_class=1, sampler="ddim", steps=50, guidance=1.0,
                            seed=seed, return_trajectory=True)
     return [save(plot_trajectory(traj, index=3, title="DDIM reverse trajectory (label 3)"),
