@@ -101,7 +101,8 @@ class TrainConfig:
         return self
 
 
-# The demo: a class-conditional U-Net on the 8×8 digits, sized to train in ~8 minutes on 2 cores.
+# The demo: a class-conditional U-Net on the 8×8 digits. 2500 steps take about 3.5 minutes on 2 idle
+# cores (~12 steps/s) and reach L_simple ≈ 0.075; measured 7 minutes with the cores shared.
 DEMO_MODEL = dict(base_channels=32, channel_mults=(1, 2), num_res_blocks=1,
                   attention_resolutions=(4,), groups=8, dropout=0.0)
 DEMO_CONFIG = TrainConfig(data="digits", steps=2500, batch_size=64, lr=1e-3, warmup=100,
@@ -389,7 +390,7 @@ def _check_model_fits(model, data: Dataset) -> None:
 
 def load_or_train_demo(run_dir: str = "runs/demo", quick: bool = False, progress: bool = True):
     """The demo's model with its EMA weights: loaded from ``run_dir`` if it has a checkpoint,
-    otherwise trained (``DEMO_CONFIG``, ~8 min on 2 cores; ``quick=True``: ``QUICK_CONFIG``, a
+    otherwise trained (``DEMO_CONFIG``, 4-7 min on 2 cores; ``quick=True``: ``QUICK_CONFIG``, a
     tiny model in well under 30 s) and saved there first. Returns the model.
     """
     path = os.path.join(run_dir, CHECKPOINT_NAME)

@@ -140,3 +140,14 @@ def test_load_or_train_demo_quick(tmp_path, monkeypatch):
     again = tr.load_or_train_demo(str(tmp_path), quick=True, progress=False)      # loaded, not retrained
     for k in model.params:
         assert np.array_equal(model.params[k], again.params[k])
+
+
+def test_device_path_with_pass_through_functions_matches_the_cpu(tmp_path):
+    """The --device cuda plumbing (ops object, to_device/to_host, state moved) with NumPy stand-ins."""
+    import ddpm_ref.nn as nn
+
+    config = dataclasses.replace(DIGITS, workers=1)
+    cpu = tr.train(config, None, model_kind_config=TINY_UNET, progress=False)
+    dev = tr.train(dataclasses.replace(config, device="cuda"), str(tmp_path), model_kind_config=TINY_UNET,
+                   progress=False, device_ops=nn.numpy_ops(), device=(np.asarray, np.asarray))
+    _assert_identical(cpu, dev)
