@@ -99,3 +99,17 @@ def test_cuda_without_a_gpu_is_one_line(capsys):
         pytest.skip("a GPU is present")
     err = _one_line_error(capsys, ["train", "--device", "cuda", "--steps", "1"])
     assert "cuda" in err.lower()
+
+
+def test_alias_spellings(runs, tmp_path, capsys):
+    """The spellings of the issue: train --out/--cond, sample --run/--method/--n."""
+    out = tmp_path / "m"
+    assert main(["train", "--data", "moons", "--n-points", "100", "--cond", "--out", str(out), *TINY]) == 0
+    assert (out / "checkpoint.npz").exists()
+    png = tmp_path / "a.png"
+    assert main(["sample", "--run", str(runs / "digits"), "--method", "ddim", "--steps", "3", "--n", "5",
+                 "--out", str(png), "--no-progress"]) == 0
+    assert png.stat().st_size > 0
+    err = _one_line_error(capsys, ["train", "--data", "swissroll", "--cond", "--steps", "1",
+                                   "--out", str(tmp_path / "r")])
+    assert "labels" in err

@@ -19,10 +19,10 @@ HELP = "bits/dim on held-out digits and a sample-quality score (FDD) with baseli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", default="runs/demo", help="the run (or a checkpoint .npz); default: runs/demo")
+    parser.add_argument("--run-dir", "--run", dest="run_dir", default="runs/demo", help="the run (or a checkpoint .npz); default: runs/demo")
     parser.add_argument("--num-t", type=int, default=100, help="timesteps per batch for the bound (default: 100)")
-    parser.add_argument("-n", "--num", type=int, default=None, help="samples for the FDD (default: the test split's size)")
-    parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim")
+    parser.add_argument("-n", "--n", "--num", dest="num", type=int, default=None, help="samples for the FDD (default: the test split's size)")
+    parser.add_argument("--sampler", "--method", dest="sampler", choices=("ddpm", "ddim"), default="ddim")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance w (default: 0)")
     parser.add_argument("--seed", type=int, default=0)

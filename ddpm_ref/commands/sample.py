@@ -17,10 +17,10 @@ HELP = "sample a trained model with DDPM (Algorithm 2) or DDIM, write a PNG grid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", default="runs/demo", help="the run (or a checkpoint .npz); default: runs/demo")
+    parser.add_argument("--run-dir", "--run", dest="run_dir", default="runs/demo", help="the run (or a checkpoint .npz); default: runs/demo")
     parser.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples_<sampler>.png)")
-    parser.add_argument("-n", "--num", type=int, default=100, help="number of samples (default: 100)")
-    parser.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
+    parser.add_argument("-n", "--n", "--num", dest="num", type=int, default=100, help="number of samples (default: 100)")
+    parser.add_argument("--sampler", "--method", dest="sampler", choices=("ddpm", "ddim"), default="ddpm")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM η (0: deterministic, 1: DDPM-like)")
     parser.add_argument("--variance", choices=("fixed_small", "fixed_large"), default="fixed_small",

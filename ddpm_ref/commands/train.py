@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     parser.add_argument("--data", default=d.data,
                         help="digits, moons, swissroll, gmm, or a path to an IDX / .npz file (default: digits)")
-    parser.add_argument("--run-dir", default="runs/train", help="checkpoint directory (default: runs/train)")
+    parser.add_argument("--run-dir", "--out", dest="run_dir", default="runs/train",
+                        help="checkpoint directory (default: runs/train)")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"total optimiser steps (default: {d.steps})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
@@ -39,8 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema-decay", type=float, default=d.ema_decay)
     parser.add_argument("--schedule", default=d.schedule, help="noise schedule (default: linear)")
     parser.add_argument("--T", type=int, default=d.T, help="diffusion steps (default: 1000)")
-    parser.add_argument("--uncond", action="store_true",
-                        help="train without labels (default: class-conditional when the data has labels)")
+    cond = parser.add_mutually_exclusive_group()
+    cond.add_argument("--cond", action="store_true",
+                      help="class-conditional with label dropout (the default when the data has labels; "
+                           "an error when it has none)")
+    cond.add_argument("--uncond", action="store_true",
+                      help="train without labels (default: class-conditional when the data has labels)")
     parser.add_argument("--p-uncond", type=float, default=d.p_uncond,
                         help="label dropout for classifier-free guidance (default: 0.1)")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -88,7 +93,7 @@ def config_from_args(args):
     if args.resume:
         return config, None
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
-    if config.cond and data.num_classes is None:
+    if config.cond and data.num_classes is None and not args.cond:
         config.cond = False                      # unlabelled data: an unconditional model
     unet = dict(base_channels=args.base_channels, channel_mults=tuple(args.channel_mults),
                 num_res_blocks=args.num_res_blocks, attention_resolutions=tuple(args.attention),
