@@ -44,7 +44,7 @@ def test_train_resume_sample_evaluate(runs, tmp_path, capsys):
     assert main(["evaluate", "--run-dir", d, "--num-t", "2", "-n", "12", "--steps", "3", "--no-progress",
                  "--json", str(tmp_path / "e.json")]) == 0
     text = capsys.readouterr().out
-    assert "bits/dim" in text and "held-out digits" in text and "uniform noise" in text
+    assert "bits/dim" in text and "untrained" in text and "held-out digits" in text and "uniform noise" in text
     assert main(["sample", "--run-dir", str(runs / "roll"), "-n", "20", "--out", str(tmp_path / "r.png"),
                  "--no-progress"]) == 0
 

@@ -4,7 +4,8 @@
     ddpm-ref evaluate --run-dir runs/demo --num-t 1000    # the exact (one-sample) bound, slower
     ddpm-ref evaluate --run-dir runs/demo --json eval.json
 
-Reports (see ``ddpm_ref.evaluate``): the bound in bits/dim on the test split, then the FDD of
+Reports (see ``ddpm_ref.evaluate``): the bound in bits/dim on the test split (beside that of an
+untrained model, ε̂ = 0, which needs no network), then the FDD of
 ``-n`` samples next to its baselines at the same sample size — the held-out digits themselves and
 uniform noise — and, for a class-conditional model, how often the classifier agrees with the
 label the sample was drawn for.
@@ -51,6 +52,8 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
     out = {"step": int(meta["step"])}
     if bpd:
         out.update(bits_per_dim(eps, sched, x_test, num_t=num_t, rng=seed, progress=progress))
+        zero = bits_per_dim(lambda xt, t: np.zeros_like(xt), sched, x_test, num_t=num_t, rng=seed, progress=False)
+        out["bpd_zero_model"] = zero["bpd"]             # baseline: an untrained model (ε̂ = 0)
     k = cfg.get("num_classes")
     y = None if k is None else np.arange(n) % k
     if guidance and y is None:
@@ -82,7 +85,8 @@ def run(args) -> int:
     r = evaluate_run(model, meta, num_t=args.num_t, n=args.num, sampler=args.sampler, steps=args.steps,
                      guidance=args.guidance, seed=args.seed, bpd=not args.no_bpd, progress=not args.no_progress)
     if "bpd" in r:
-        print(f"bits/dim (bound, {r['n']} test digits, {r['num_t']} timesteps): {r['bpd']:.3f} ± {r['bpd_stderr']:.3f}")
+        print(f"bits/dim (bound, {r['n']} test digits, {r['num_t']} timesteps): {r['bpd']:.3f} ± {r['bpd_stderr']:.3f}"
+              f" (an untrained model, ε̂ = 0: {r['bpd_zero_model']:.3f})")
     print(f"Fréchet digit distance, {r['n_samples']} samples ({r['sampler']}, w={r['guidance']:g}): "
           f"{r['fdd_samples']:.3f}")
     print(f"  baselines at n={r['n']}: held-out digits {r['fdd_test_digits']:.3f}, uniform noise {r['fdd_noise']:.3f}")
