@@ -31,7 +31,7 @@ from ddpm_ref._checks import check_positive_int
 from ddpm_ref.diffusion import ddim_step, ddpm_step, predict_x0
 from ddpm_ref.schedules import Schedule
 
-__all__ = ["ModelEps", "ddim_timesteps", "guided_eps", "sample_ddpm", "sample_ddim", "save_grid_png"]
+__all__ = ["ModelEps", "ddim_timesteps", "guided_eps", "sample_ddpm", "sample_ddim", "image_grid", "save_grid_png"]
 
 
 class ModelEps:
