@@ -52,6 +52,8 @@ def limit_threads(n: int) -> str:
         if "numpy" in sys.modules:
             return "NOT limited: threadpoolctl is missing and NumPy was already imported"
         return f"environment variables OMP/OPENBLAS/MKL_NUM_THREADS={n} (set before importing NumPy)"
+    import numpy  # noqa: F401  threadpoolctl limits only libraries already loaded: load NumPy's BLAS
+
     _LIMITER = threadpool_limits(limits=n)
     return f"threadpoolctl.threadpool_limits({n})"
 
