@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ddpm_ref._checks import check_choice
 
-__all__ = ["MODES", "lesson_mode", "pick", "demo_run_dir", "check", "grade", "EXERCISES"]
+__all__ = ["MODES", "lesson_mode", "pick", "demo_run_dir", "demo_model", "check", "grade", "EXERCISES"]
 
 MODES = ("quick", "default", "full")
 
@@ -62,6 +62,30 @@ def demo_run_dir() -> Path:
     root = here.parent if here.name == "lessons" else here
     name = "demo_quick" if lesson_mode() == "quick" else "demo"
     return root / "runs" / name
+
+
+def demo_model(progress: bool = True):
+    """``(model, which)``: the trained model the lessons on sampling use, and "demo" or "tiny".
+
+    * ``full``: the demo model (``ddpm-ref demo``'s class-conditional U-Net on the digits), trained
+      now into ``demo_run_dir()`` if it is not there yet (4-7 minutes on 2 cores).
+    * ``default``: the demo model if its checkpoint exists; otherwise the tiny quick model
+      (about 15 s to train), so that the lesson stays within its time budget, with a note on how
+      to get the real one.
+    * ``quick``: always the tiny model, in its own folder (``runs/demo_quick`` or the override).
+    """
+    from ddpm_ref.train import CHECKPOINT_NAME, load_or_train_demo
+
+    mode, run_dir = lesson_mode(), demo_run_dir()
+    if mode == "quick":
+        return load_or_train_demo(str(run_dir), quick=True, progress=False), "tiny"
+    if mode == "full" or (run_dir / CHECKPOINT_NAME).is_file():
+        return load_or_train_demo(str(run_dir), quick=False, progress=progress), "demo"
+    quick_dir = run_dir.parent / (run_dir.name + "_quick")
+    print(f"No trained demo model in {run_dir}. Using the tiny quick model instead (trained once into "
+          f"{quick_dir}, about 15 s): its samples are rough.\nFor the real one run `ddpm-ref demo` in the "
+          "repository's root (4-7 minutes), or set DDPM_REF_LESSON_MODE=full.")
+    return load_or_train_demo(str(quick_dir), quick=True, progress=progress), "tiny"
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,4 +179,4 @@ def _load_answers() -> None:
 
 
 #: The modules of checkers, by the lessons they serve.
-ANSWER_MODULES = ("answers_math", "answers_nn", "answers_kernels")
+ANSWER_MODULES = ("answers_math", "answers_nn", "answers_kernels", "answers_train")
