@@ -44,15 +44,15 @@ def plot_chen_gamma(b_values=(1.0, 0.5, 0.25)):
     cos_colors = ["#1f77b4", "#4a98c9", "#7fb7da", "#b0d2e8"]
     sig_colors = ["#d62728", "#e3694a", "#ee9a73", "#f4c19f", "#8c564b"]
     for (st, en, tau), c in zip(CHEN_COSINE, cos_colors):
-        curves.append((f"cosine s={st:g} e={en:g} τ={tau:g}", gamma_cosine(t, st, en, tau), dict(color=c)))
+        curves.append((f"cosine ({st:g}, {en:g}, {tau:g})", gamma_cosine(t, st, en, tau), dict(color=c)))
     for (st, en, tau), c in zip(CHEN_SIGMOID, sig_colors):
-        curves.append((f"sigmoid s={st:g} e={en:g} τ={tau:g}", gamma_sigmoid(t, st, en, tau), dict(color=c, ls="--")))
+        curves.append((f"sigmoid ({st:g}, {en:g}, {tau:g})", gamma_sigmoid(t, st, en, tau), dict(color=c, ls="--")))
     for label, g, style in curves:
         ax_g.plot(t, g, label=label, lw=1.3, **style)
         ax_s.plot(t, logsnr(g), lw=1.3, **style)
     ax_g.set(title=r"$\gamma(t)$ (plays $\bar\alpha$)", xlabel="t (continuous, t/T)")
     ax_s.set(title=r"logSNR $= \log\,\gamma/(1-\gamma)$", xlabel="t", ylim=(-21, 15))
-    ax_g.legend(fontsize=6.5, loc="upper right")
+    ax_g.legend(fontsize=6.5, loc="upper right", title="family (start, end, τ)", title_fontsize=7)
     g = gamma_cosine(t)
     for b, c in zip(b_values, ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]):
         ax_b.plot(t, logsnr(g) + 2 * np.log(b), color=c, lw=1.4, label=f"b = {b:g}")
