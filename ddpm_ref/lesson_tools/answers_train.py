@@ -72,3 +72,38 @@ def _sigma_500_450():
 def _ex_09_2(answer):
     return compare(answer, _sigma_500_450(), rtol=1e-6,
                    hint="σ = η·√((1 − ᾱ_450)/(1 − ᾱ_500))·√(1 − ᾱ_500/ᾱ_450).")
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 10: classifier-free guidance
+# --------------------------------------------------------------------------------------------
+
+
+def _my_guided(eps_cond, eps_uncond, w):
+    return (1 + w) * eps_cond - w * eps_uncond
+
+
+def _guided_reference(eps_cond, eps_uncond, w):
+    """guided_eps on a stand-in model that returns eps_cond with labels and eps_uncond without."""
+    from ddpm_ref.sample import guided_eps
+
+    def model(xt, t, y=None):
+        return eps_uncond if y is None else eps_cond
+
+    return guided_eps(model, np.zeros_like(eps_cond), np.ones(len(eps_cond), dtype=np.int64),
+                      np.zeros(len(eps_cond), dtype=np.int64), guidance=w)
+
+
+@exercise("10.1", solution=lambda: _my_guided)
+def _ex_10_1(answer):
+    from ddpm_ref.lesson_tools import compare_function
+
+    g = np.random.default_rng(10)
+    inputs = [(g.standard_normal((3, 1, 2, 2)), g.standard_normal((3, 1, 2, 2)), w) for w in (0.5, 2.0, 7.5)]
+    return compare_function(answer, _guided_reference, inputs, rtol=1e-12, atol=1e-12,
+                            hint="ε̃ = (1 + w)·ε(y) − w·ε(∅).")
+
+
+@exercise("10.2", solution=lambda: 3.0)
+def _ex_10_2(answer):
+    return compare(answer, 3.0, rtol=1e-9, hint="Match the coefficients of ε(y): s = 1 + w.")
