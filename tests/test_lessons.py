@@ -51,7 +51,7 @@ def lesson_run_dir(tmp_path_factory):
 
 
 def test_there_are_lessons():
-    assert len(NOTEBOOKS) >= 2, f"expected the course's notebooks in {LESSONS}"
+    assert len(NOTEBOOKS) >= 11, f"expected the course's notebooks in {LESSONS}"
 
 
 def test_kernel_runs_this_interpreter():
