@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -22,21 +21,10 @@ from kernels import OPS, VERSIONS, harness, load_module
 
 
 def _time(fn, repeats, backend):
-    fn()                                               # warm-up (and, on a GPU, the first-launch compile)
-    if backend == "cuda":
-        import cupy
+    """Milliseconds per call after one warm-up call: CUDA events on a GPU, the wall clock on the emulator."""
+    from kernels.bench_gpu import cpu_time, gpu_time
 
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        for _ in range(repeats):
-            fn()
-        end.record()
-        end.synchronize()
-        return cupy.cuda.get_elapsed_time(start, end) / repeats
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) * 1000 / repeats
+    return gpu_time(fn, repeats) if backend == "cuda" else cpu_time(fn, repeats)
 
 
 def main(argv=None) -> int:
