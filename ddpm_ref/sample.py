@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddpm_ref._checks import check_positive_int
+from ddpm_ref._rng import as_generator
 from ddpm_ref.diffusion import ddim_step, ddpm_step, predict_x0
 from ddpm_ref.schedules import Schedule
 
@@ -62,14 +63,6 @@ class ModelEps:
                                    yi, keep_cache=False)
             outs.append(self._to_host(eps))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
-
-
-def _generator(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise ValueError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
 
 
 def _check_labels(eps_model, y, n: int, guidance: float):
@@ -125,7 +118,7 @@ def _setup(eps_model, sched, shape, rng, y, guidance, dtype):
     if len(shape) < 2 or min(shape) < 1:
         raise ValueError(f"shape must be (N, ...) with every size >= 1, got {shape}")
     dtype = np.dtype(dtype or getattr(eps_model, "dtype", np.float64))
-    g = _generator(rng)
+    g = as_generator(rng)
     y = _check_labels(eps_model, y, shape[0], guidance)
     x = g.standard_normal(shape).astype(dtype)          # x_T ~ N(0, I)
     return g, y, x, dtype

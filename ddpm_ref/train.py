@@ -38,19 +38,17 @@ from tqdm import tqdm
 
 from ddpm_ref._checks import check_choice, check_positive_int
 from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint, split_prefix
+from ddpm_ref.runs import CHECKPOINT_NAME, build_model, checkpoint_path, load_model, restore_arrays
 from ddpm_ref.data import DATASET_NAMES, Dataset, load_dataset
 from ddpm_ref.diffusion import loss_simple, loss_simple_grad, q_sample
 from ddpm_ref.optim import EMA, Adam, clip_grad_norm, warmup_lr
 from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule
 
 __all__ = [
-    "TrainConfig", "TrainState", "build_model", "default_model_config", "train", "train_step",
-    "save_state", "load_state", "load_model", "load_or_train_demo", "DEMO_CONFIG", "DEMO_MODEL",
-    "QUICK_CONFIG", "QUICK_MODEL", "CHECKPOINT_NAME",
+    "TrainConfig", "TrainState", "default_model_config", "train", "train_step",
+    "save_state", "load_state", "load_or_train_demo", "DEMO_CONFIG", "DEMO_MODEL",
+    "QUICK_CONFIG", "QUICK_MODEL",
 ]
-
-CHECKPOINT_NAME = "checkpoint.npz"
-
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -77,7 +75,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     n_points: int = 10000
     device: str = "cpu"
-    workers: int = 2              # U-Net threads sharing a batch on the CPU (ddpm_ref.parallel)
+    workers: int = 2              # U-Net threads sharing a batch on the CPU (ddpm_ref.models.parallel)
 
     def validate(self) -> "TrainConfig":
         check_positive_int("steps", self.steps)
@@ -118,30 +116,6 @@ QUICK_CONFIG = dataclasses.replace(DEMO_CONFIG, steps=300, batch_size=32, warmup
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
-
-def _model_classes():
-    from ddpm_ref.mlp import MLP
-    from ddpm_ref.unet import UNet
-
-    return {"unet": UNet, "mlp": MLP}
-
-
-def build_model(kind: str, config: dict, ops=None):
-    """A fresh ``UNet`` or ``MLP`` from its ``config`` (as stored in a checkpoint)."""
-    classes = _model_classes()
-    check_choice("model kind", kind, tuple(classes))
-    config = dict(config)
-    for key in ("channel_mults", "attention_resolutions"):
-        if key in config and isinstance(config[key], list):
-            config[key] = tuple(config[key])
-    if kind == "unet" and ops is not None:
-        return classes[kind](**config, ops=ops)
-    return classes[kind](**config)
-
-
-def model_kind(model) -> str:
-    return "mlp" if type(model).__name__ == "MLP" else "unet"
-
 
 def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | None = None) -> tuple[str, dict]:
     """``(kind, config)``: a U-Net for image data (``DEMO_MODEL`` unless ``unet`` is given), an MLP for points."""
@@ -218,7 +192,7 @@ def save_state(state: TrainState, config: TrainConfig, run_dir: str) -> str:
     arrays.update(state.adam.state_arrays())
     arrays["history/loss"] = np.asarray(state.losses, dtype=np.float64)
     meta = {
-        "model": {"kind": model_kind(state.model), "config": state.model.config},
+        "model": {"kind": state.model.kind, "config": state.model.config},
         "train": dataclasses.asdict(config),
         "step": state.step,
         "adam": {"step": state.adam.step, **state.adam.hyperparameters()},
@@ -230,25 +204,9 @@ def save_state(state: TrainState, config: TrainConfig, run_dir: str) -> str:
     return path
 
 
-def _checkpoint_path(run_dir: str) -> str:
-    return run_dir if run_dir.endswith(".npz") else os.path.join(run_dir, CHECKPOINT_NAME)
-
-
-def _restore_params(target: dict, saved: dict, what: str, path: str) -> None:
-    """Copy saved arrays into the model's arrays in place, checking names, shapes and dtypes."""
-    if set(saved) != set(target):
-        missing, extra = sorted(set(target) - set(saved)), sorted(set(saved) - set(target))
-        raise ValueError(f"{path}: {what} do not match the model (missing {missing[:3]}, extra {extra[:3]})")
-    for k, a in target.items():
-        if saved[k].shape != a.shape or saved[k].dtype != a.dtype:
-            raise ValueError(f"{path}: {what} {k!r} has shape {saved[k].shape} {saved[k].dtype}, "
-                             f"the model needs {a.shape} {a.dtype}")
-        a[...] = saved[k]
-
-
 def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
     """The ``TrainState`` and ``TrainConfig`` saved in ``run_dir`` (or a ``.npz`` path)."""
-    path = _checkpoint_path(run_dir)
+    path = checkpoint_path(run_dir)
     arrays, meta = load_checkpoint(path)
     try:
         config = TrainConfig(**meta["train"])
@@ -259,26 +217,12 @@ def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
         state.rng.bit_generator.state = meta["rng"]
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path}: the checkpoint's description is incomplete ({err!r})") from None
-    _restore_params(model.params, split_prefix(arrays, "param"), "weights", path)
-    _restore_params(state.ema.params, split_prefix(arrays, "ema"), "EMA weights", path)
-    _restore_params(state.adam.m, split_prefix(arrays, "adam_m"), "Adam moments m", path)
-    _restore_params(state.adam.v, split_prefix(arrays, "adam_v"), "Adam moments v", path)
+    restore_arrays(model.params, split_prefix(arrays, "param"), "weights", path)
+    restore_arrays(state.ema.params, split_prefix(arrays, "ema"), "EMA weights", path)
+    restore_arrays(state.adam.m, split_prefix(arrays, "adam_m"), "Adam moments m", path)
+    restore_arrays(state.adam.v, split_prefix(arrays, "adam_v"), "Adam moments v", path)
     state.losses = [float(v) for v in arrays.get("history/loss", np.zeros(0))]
     return state, config
-
-
-def load_model(run_dir: str, ema: bool = True, ops=None):
-    """``(model, meta)``: the model of a run, with its EMA weights (``ema=True``) or raw weights."""
-    path = _checkpoint_path(run_dir)
-    arrays, meta = load_checkpoint(path)
-    try:
-        model = build_model(meta["model"]["kind"], meta["model"]["config"], ops=ops)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: the checkpoint's description is incomplete ({err!r})") from None
-    _restore_params(model.params, split_prefix(arrays, "ema" if ema else "param"),
-                    "EMA weights" if ema else "weights", path)
-    meta["losses"] = arrays.get("history/loss", np.zeros(0))
-    return model, meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +261,7 @@ def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, mod
     """
     config.validate()
     if resume:
-        if run_dir is None or not os.path.isfile(_checkpoint_path(run_dir)):
+        if run_dir is None or not os.path.isfile(checkpoint_path(run_dir)):
             raise ValueError(f"--resume: no checkpoint in {run_dir!r} to resume from")
         state, saved = load_state(run_dir, ops=device_ops)
         if state.step > config.steps:
@@ -372,11 +316,11 @@ def _check_model_fits(model, data: Dataset) -> None:
     cfg = model.config
     if data.is_image:
         want = (cfg.get("in_channels"), cfg.get("image_size"), cfg.get("image_size"))
-        if model_kind(model) != "unet" or data.x.shape[1:] != want:
+        if model.kind != "unet" or data.x.shape[1:] != want:
             raise ValueError(f"the model takes inputs of shape (N, {want[0]}, {want[1]}, {want[2]}), "
                              f"the data has {data.x.shape}")
-    elif model_kind(model) != "mlp" or data.x.shape[1] != cfg.get("dim"):
-        raise ValueError(f"the model ({model_kind(model)}) cannot take points of shape {data.x.shape}")
+    elif model.kind != "mlp" or data.x.shape[1] != cfg.get("dim"):
+        raise ValueError(f"the model ({model.kind}) cannot take points of shape {data.x.shape}")
     if cfg.get("num_classes") is not None:
         if data.y is None:
             raise ValueError("the model is class-conditional but the data has no labels")

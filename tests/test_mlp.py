@@ -1,9 +1,9 @@
-"""ddpm_ref.mlp: the MLP ε-model's hand-written backward against centred finite differences."""
+"""ddpm_ref.models.mlp: the MLP ε-model's hand-written backward against centred finite differences."""
 
 import numpy as np
 import pytest
 
-from ddpm_ref.mlp import MLP
+from ddpm_ref.models.mlp import MLP
 
 
 def _loss_and_grads(net, x, t, y, w):

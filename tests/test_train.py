@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ddpm_ref import train as tr
+from ddpm_ref.runs import build_model, load_model
 from ddpm_ref.data import load_dataset
 from ddpm_ref.schedules import make_schedule
 
@@ -91,7 +92,7 @@ def test_label_dropout_rate():
     config = tr.TrainConfig(data="gmm", batch_size=4000, p_uncond=0.25, n_points=4000, cond=True)
     data = load_dataset("gmm", n_points=4000)
     kind, cfg = tr.default_model_config(data, True)
-    state = tr.new_state(tr.build_model(kind, cfg), config)
+    state = tr.new_state(build_model(kind, cfg), config)
     seen = []
     real_forward = state.model.forward
 
@@ -113,13 +114,13 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])                       # truncated
     with pytest.raises(ValueError, match="checkpoint"):
-        tr.load_model(str(tmp_path))
+        load_model(str(tmp_path))
     np.savez(path, weights=np.zeros(3))                             # someone else's .npz
     with pytest.raises(ValueError):
         tr.load_state(str(tmp_path))
     path.write_bytes(b"not a zip file at all")
     with pytest.raises(ValueError):
-        tr.load_model(str(tmp_path))
+        load_model(str(tmp_path))
     with pytest.raises(ValueError, match="resume"):
         tr.train(MOONS, str(tmp_path / "empty"), resume=True, progress=False)
 

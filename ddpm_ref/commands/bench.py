@@ -36,9 +36,8 @@ def run(args) -> int:
     repeats = check_positive_int("--repeats", args.repeats)
     if isinstance(args.warmup, bool) or args.warmup < 0:
         raise ValueError(f"--warmup must be an integer >= 0, got {args.warmup}")
-    from ddpm_ref.bench import format_report, limit_threads, run_bench
+    from ddpm_ref.bench import format_report, run_bench
 
-    limit_threads(threads)            # before NumPy is imported, in case the env-var fallback is used
     res = run_bench(threads=threads, batch=batch, repeats=repeats, warmup=args.warmup,
                     use_torch=not args.no_torch, layers=not args.no_layers, profile=args.profile,
                     progress=lambda msg: print(f"  {msg} ...", flush=True))

@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train_or_reuse(args, run_dir: str, progress: bool):
     from ddpm_ref.data import load_dataset
-    from ddpm_ref.train import (CHECKPOINT_NAME, DEMO_CONFIG, DEMO_MODEL, QUICK_CONFIG, QUICK_MODEL,
-                                default_model_config, load_model, train)
+    from ddpm_ref.runs import CHECKPOINT_NAME, load_model
+    from ddpm_ref.train import DEMO_CONFIG, DEMO_MODEL, QUICK_CONFIG, QUICK_MODEL, default_model_config, train
 
     base, unet = (QUICK_CONFIG, QUICK_MODEL) if args.quick else (DEMO_CONFIG, DEMO_MODEL)
     config = dataclasses.replace(base, seed=args.seed, steps=args.steps or base.steps)
@@ -64,7 +64,7 @@ def run(args) -> int:
     from ddpm_ref.plots import save
     from ddpm_ref.plots.training import demo_samples, plot_loss_curve, plot_trajectory
     from ddpm_ref.sample import save_grid_png
-    from ddpm_ref.train import load_model
+    from ddpm_ref.runs import load_model
 
     if args.steps is not None:
         check_positive_int("--steps", args.steps)

@@ -4,7 +4,7 @@
     ddpm-ref evaluate --run-dir runs/demo --num-t 1000    # the exact (one-sample) bound, slower
     ddpm-ref evaluate --run-dir runs/demo --json eval.json
 
-Reports (see ``ddpm_ref.evaluate``): the bound in bits/dim on the test split (beside that of an
+Reports (see ``ddpm_ref.evaluation``): the bound in bits/dim on the test split (beside that of an
 untrained model, ε̂ = 0, which needs no network), then the FDD of
 ``-n`` samples next to its baselines at the same sample size — the held-out digits themselves and
 uniform noise — and, for a class-conditional model, how often the classifier agrees with the
@@ -37,7 +37,7 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
     import numpy as np
 
     from ddpm_ref.data import load_digits_images
-    from ddpm_ref.evaluate import baselines, bits_per_dim, fdd, label_accuracy
+    from ddpm_ref.evaluation import baselines, bits_per_dim, fdd, label_accuracy
     from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm
     from ddpm_ref.schedules import make_schedule
 
@@ -73,7 +73,7 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
 
 def run(args) -> int:
     from ddpm_ref._checks import check_positive_int
-    from ddpm_ref.commands.sample import load_run
+    from ddpm_ref.runs import load_run
 
     check_positive_int("--num-t", args.num_t)
     check_positive_int("--steps", args.steps)

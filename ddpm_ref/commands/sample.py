@@ -57,22 +57,12 @@ def labels_for(args, num_classes, n):
     return np.arange(n, dtype=np.int64) % num_classes
 
 
-def load_run(run_dir: str, raw: bool = False):
-    from ddpm_ref.train import load_model
-
-    if not os.path.exists(run_dir):
-        raise ValueError(f"{run_dir} does not exist (train first: ddpm-ref train / ddpm-ref demo)")
-    model, meta = load_model(run_dir, ema=not raw)
-    if hasattr(model, "workers"):
-        model.workers = min(2, os.cpu_count() or 1)
-    return model, meta
-
-
 def run(args) -> int:
     import numpy as np
 
     from ddpm_ref._checks import check_positive_int
     from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, save_grid_png
+    from ddpm_ref.runs import load_run
     from ddpm_ref.schedules import make_schedule
 
     n = check_positive_int("--num", args.num)
@@ -81,7 +71,7 @@ def run(args) -> int:
     cfg = model.config
     sched = make_schedule(meta["train"]["schedule"], meta["train"]["T"])
     y = labels_for(args, cfg.get("num_classes"), n)
-    is_image = "image_size" in cfg
+    is_image = model.kind == "unet"
     shape = (n, cfg["in_channels"], cfg["image_size"], cfg["image_size"]) if is_image else (n, cfg["dim"])
     common = dict(rng=args.seed, y=y, guidance=args.guidance, clip_x0=args.clip_x0,
                   return_trajectory=bool(args.trajectory), progress=not args.no_progress)

@@ -9,7 +9,7 @@ the definitions, and the tests check that this pair agrees with them, values and
     \qquad y = z\,\sigma(z) = \tfrac{z}{2}\bigl(1 + \tanh\tfrac{z}{2}\bigr)
 
 Why fuse: every array-sized NumPy operation is a pass over memory and, when the batch runs in
-two threads (``ddpm_ref.parallel``), a hand-off of the GIL. Written as two layers, the forward
+two threads (``ddpm_ref.models.parallel``), a hand-off of the GIL. Written as two layers, the forward
 pass makes 10 passes (group norm: x − μ, Σ(x − μ)², ·γr, +β; SiLU: ·½, tanh, +1, ·½, z·σ).
 Here, knowing that SiLU only needs z/2, we compute h = z/2 directly (the ½ folded into the
 per-channel scale γr/2 and shift β/2), then s = 1 + tanh(h) = 2σ(z) and y = h·s: 7 passes.

@@ -84,7 +84,7 @@ def plot_trajectory(traj: dict, index: int = 0, title: str = "one reverse trajec
 
 def _demo_model(run_dir):
     """The demo run's EMA model and meta (the registry has checked that the checkpoint exists)."""
-    from ddpm_ref.train import load_model
+    from ddpm_ref.runs import load_model
 
     model, meta = load_model(str(run_dir))
     if hasattr(model, "workers"):

@@ -135,7 +135,7 @@ def test_unet_with_emulated_kernels_matches_numpy(emulator):
     max |error| <= 1e-4 * max |reference| for the output and each gradient. float32 rounding
     through ~20 layers gives about 1e-6 (measured); a wrong kernel gives O(1).
     """
-    from ddpm_ref.unet import UNet
+    from ddpm_ref.models.unet import UNet
 
     cfg = dict(in_channels=1, image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
                attention_resolutions=(4,), groups=4, seed=0)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ddpm_ref.unet import UNet
+from ddpm_ref.models.unet import UNet
 
 TINY = dict(in_channels=1, image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
             attention_resolutions=(4, 8), groups=4, num_classes=3, dtype="float64", seed=0)
@@ -60,7 +60,7 @@ def test_unet_matches_torch_autograd(workers, rng):
     """Forward and every gradient against the same architecture built from torch.nn, float64
     (also with the batch split over 2 threads)."""
     torch = pytest.importorskip("torch")
-    from ddpm_ref.torch_mirror import torch_unet
+    from ddpm_ref.bench.torch_twin import torch_unet
 
     net = _randomised(UNet(**TINY, workers=workers), rng)
     module = torch_unet(net)
@@ -82,7 +82,7 @@ def test_unet_matches_torch_autograd(workers, rng):
 def test_default_demo_net_float32_against_torch(rng):
     """The demo's shape (float32, batch 4): same outputs as torch to float32 rounding."""
     torch = pytest.importorskip("torch")
-    from ddpm_ref.torch_mirror import torch_unet
+    from ddpm_ref.bench.torch_twin import torch_unet
 
     net = UNet(num_classes=10)
     _randomised(net, rng, scale=0.02)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpm_ref.lesson_tools import compare, compare_function, exercise
+from course import compare, compare_function, exercise
 
 # --------------------------------------------------------------------------------------------
 # Lesson 05: the timestep encoding

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpm_ref.lesson_tools import compare, exercise
+from course import compare, exercise
 
 # --------------------------------------------------------------------------------------------
 # Lesson 08: training
@@ -96,7 +96,7 @@ def _guided_reference(eps_cond, eps_uncond, w):
 
 @exercise("10.1", solution=lambda: _my_guided)
 def _ex_10_1(answer):
-    from ddpm_ref.lesson_tools import compare_function
+    from course import compare_function
 
     g = np.random.default_rng(10)
     inputs = [(g.standard_normal((3, 1, 2, 2)), g.standard_normal((3, 1, 2, 2)), w) for w in (0.5, 2.0, 7.5)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpm_ref.lesson_tools import compare, compare_function, exercise
+from course import compare, compare_function, exercise
 
 # The convolution of exercises 11.1 and 11.2: x (8, 32, 16, 16), w (64, 32, 3, 3), stride 1, padding 1.
 _N, _C, _H, _W, _K = 8, 32, 16, 16, 64

@@ -38,9 +38,9 @@ import numpy as np
 
 import ddpm_ref.nn as nn
 from ddpm_ref.nn.backend import array_module
-from ddpm_ref.parallel import map_shards, shard_slices
-from ddpm_ref.unet_plan import build_plan, check_config
-from ddpm_ref.unet_blocks import (
+from ddpm_ref.models.parallel import map_shards, shard_slices
+from ddpm_ref.models.unet_plan import build_plan, check_config
+from ddpm_ref.models.unet_blocks import (
     attention_block_backward, attention_block_forward, init_attention, init_conv, init_norm,
     init_resblock, resblock_backward, resblock_forward,
 )
@@ -64,7 +64,7 @@ class UNet:
         dtype: "float32" or "float64" for parameters and activations.
         seed: initialisation seed (numpy.random.default_rng(seed)).
         ops: an ops object for conv2d/attention (default: ``ddpm_ref.nn``, the NumPy reference).
-        workers: threads that share a batch (data parallelism, ``ddpm_ref.parallel``); 2 on a
+        workers: threads that share a batch (data parallelism, ``ddpm_ref.models.parallel``); 2 on a
             2-core machine makes a training step ~20 % faster. Used only with the NumPy
             reference ops on NumPy arrays. Not part of ``config`` (it changes no shape and, but
             for rounding and the dropout stream, no number). May be changed at any time.
@@ -81,6 +81,8 @@ class UNet:
     Raises:
         ValueError: any argument outside what is listed above.
     """
+
+    kind = "unet"   # the name a checkpoint stores (ddpm_ref.runs)
 
     def __init__(self, in_channels=1, image_size=8, base_channels=32, channel_mults=(1, 2),
                  num_res_blocks=1, attention_resolutions=(4,), groups=8, dropout=0.0,
@@ -219,7 +221,7 @@ class UNet:
                 rng is given and dropout > 0.
 
         With ``workers`` > 1 the batch is split into that many shards that run in parallel
-        threads (see ``ddpm_ref.parallel``); dropout then draws each shard's mask from its own
+        threads (see ``ddpm_ref.models.parallel``); dropout then draws each shard's mask from its own
         generator, seeded from ``rng``.
         """
         x, t, y = self._check_inputs(x, t, y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpm_ref.lesson_tools import compare, compare_function, exercise
+from course import compare, compare_function, exercise
 
 # --------------------------------------------------------------------------------------------
 # Lesson 06: backpropagation by hand
@@ -80,7 +80,7 @@ def _ex_06_3(answer):
 
 
 def _conv_params():
-    from ddpm_ref.unet import UNet
+    from ddpm_ref.models.unet import UNet
 
     net = UNet(base_channels=32, channel_mults=(1, 2), num_res_blocks=1)
     return int(net.params["down.1.res0.conv1.w"].size + net.params["down.1.res0.conv1.b"].size)
@@ -102,7 +102,7 @@ def _ex_07_2(answer):
 
 
 def _num_skips():
-    from ddpm_ref.unet_plan import build_plan
+    from ddpm_ref.models.unet_plan import build_plan
 
     cfg = {"in_channels": 1, "image_size": 8, "base_channels": 32, "channel_mults": (1, 2, 2),
            "num_res_blocks": 2, "attention_resolutions": ()}

@@ -35,6 +35,8 @@ __all__ = ["MLP"]
 class MLP:
     """ε_θ(x_t, t[, y]) for points x of shape (N, dim). See the module docstring for the equations."""
 
+    kind = "mlp"   # the name a checkpoint stores (ddpm_ref.runs)
+
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, emb_dim: int = 32,
                  num_classes: int | None = None, dtype: str = "float64", seed: int = 0):
         self.dim = check_positive_int("dim", dim)

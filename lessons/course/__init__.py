@@ -1,6 +1,10 @@
 """Helpers for the notebooks in ``lessons/``: settings presets, the shared run directory, and
 exercise checks that tell a student whether an answer is right.
 
+This folder sits beside the notebooks and is not part of the installed package: ``import course``
+works from ``lessons/`` (a notebook's working directory), and the answer key is not importable
+from ``ddpm_ref``.
+
 A lesson's settings cell reads the environment variable ``DDPM_REF_LESSON_MODE``:
 
 * ``quick``: tiny settings, used by CI (``tests/test_lessons.py``); every cell still runs.
@@ -8,7 +12,7 @@ A lesson's settings cell reads the environment variable ``DDPM_REF_LESSON_MODE``
 * ``full``: larger settings where a lesson trains something (falls back to ``default`` elsewhere).
 
 Exercises are checked by ``check("01.2", answer)``. The expected answers are computed here,
-independently of the notebook, from ``ddpm_ref`` itself (see ``ddpm_ref/lesson_tools/answers_*.py``):
+independently of the notebook, from ``ddpm_ref`` itself (see ``lessons/course/answers_*.py``):
 reading them is like reading the solutions at the back of a textbook.
 """
 
@@ -74,7 +78,8 @@ def demo_model(progress: bool = True):
       to get the real one.
     * ``quick``: always the tiny model, in its own folder (``runs/demo_quick`` or the override).
     """
-    from ddpm_ref.train import CHECKPOINT_NAME, load_or_train_demo
+    from ddpm_ref.runs import CHECKPOINT_NAME
+    from ddpm_ref.train import load_or_train_demo
 
     mode, run_dir = lesson_mode(), demo_run_dir()
     if mode == "quick":
@@ -175,7 +180,7 @@ def _load_answers() -> None:
     import importlib
 
     for name in ANSWER_MODULES:
-        importlib.import_module(f"ddpm_ref.lesson_tools.{name}")
+        importlib.import_module(f"course.{name}")
 
 
 #: The modules of checkers, by the lessons they serve.
