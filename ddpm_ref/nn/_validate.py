@@ -25,12 +25,6 @@ def check_float(name: str, x, ndim: int | None = None, dtype=None):
     return x
 
 
-def check_shape(name: str, x, shape) -> None:
-    """Raise ValueError unless ``x.shape == shape``."""
-    if tuple(x.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
-
-
 def check_nonneg_int(name: str, v, lowest: int = 0) -> int:
     """Return ``v`` as int, or raise unless it is an integer >= ``lowest``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lowest:
@@ -43,5 +37,7 @@ def check_cache(name: str, cache, kind: str):
     if cache is None:
         raise ValueError(f"{name}: no cache (the forward pass ran without keeping one)")
     if not isinstance(cache, dict) or cache.get("op") != kind:
-        raise ValueError(f"{name}: the cache did not come from {kind}_forward")
+        got = cache.get("op") if isinstance(cache, dict) else type(cache).__name__
+        raise ValueError(f"{name}: the cache did not come from the matching forward pass "
+                         f"(expected a {kind!r} cache, got {got!r})")
     return cache
