@@ -124,7 +124,7 @@ def _exercise_ids():
 
 @pytest.mark.parametrize("ex_id", _exercise_ids())
 def test_exercise_accepts_its_solution(ex_id):
-    _, solution = lesson_tools.EXERCISES[ex_id]
+    solution = lesson_tools.EXERCISES[ex_id].solution
     ok, message = lesson_tools.grade(ex_id, solution())
     assert ok is True, message
 
@@ -138,3 +138,25 @@ def test_exercise_rejects_a_wrong_or_missing_answer(ex_id, capsys):
     assert lesson_tools.grade(ex_id, lambda *args, **kwargs: None)[0] is False
     lesson_tools.check(ex_id, 12345.678)
     assert "not yet." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ex_id", _exercise_ids())
+def test_exercise_rejects_its_plausible_wrong_answers(ex_id):
+    """Each registered mistake (off-by-one t, β for β̃, a missing square root, ...) is rejected."""
+    ex = lesson_tools.EXERCISES[ex_id]
+    for what, wrong in ex.wrong.items():
+        ok, message = lesson_tools.grade(ex_id, wrong())
+        assert ok is False, f"exercise {ex_id} accepted a wrong answer ({what}): {message}"
+
+
+def test_hints_come_in_tiers(capsys):
+    """hint() gives one tier per call and ends with the solution's source."""
+    ex_id = next(e for e in _exercise_ids() if lesson_tools.EXERCISES[e].hints)
+    ex = lesson_tools.EXERCISES[ex_id]
+    ex.hints_given = 0
+    for tier in ex.hints:
+        lesson_tools.hint(ex_id)
+        assert tier in capsys.readouterr().out
+    lesson_tools.hint(ex_id)
+    assert "solution" in capsys.readouterr().out.lower()
+    ex.hints_given = 0

@@ -19,11 +19,14 @@ reading them is like reading the solutions at the back of a textbook.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ddpm_ref._checks import check_choice
 
-__all__ = ["MODES", "lesson_mode", "pick", "demo_run_dir", "demo_model", "check", "grade", "EXERCISES"]
+__all__ = ["MODES", "lesson_mode", "pick", "demo_run_dir", "demo_model", "check", "grade", "hint",
+           "exercise", "compare", "compare_function", "Exercise", "EXERCISES"]
 
 MODES = ("quick", "default", "full")
 
@@ -97,17 +100,43 @@ def demo_model(progress: bool = True):
 # Exercise checks
 # --------------------------------------------------------------------------------------------
 
-#: exercise id -> (checker, solution). A checker takes the student's answer and returns
-#: (ok, message); a solution returns an answer that passes (the tests use it).
-EXERCISES: dict[str, tuple] = {}
+@dataclass
+class Exercise:
+    """One exercise: its checker, a right answer, plausible wrong answers, and tiered hints.
+
+    * ``checker(answer) -> (ok, message)``: the message says what is wrong (a shape, an off-by-one
+      t, β where β̃ belongs, ...), never the formula itself.
+    * ``solution()`` returns an answer that passes (the tests feed it to the checker).
+    * ``wrong``: ``{"what the mistake is": function returning that wrong answer}``; the tests
+      feed each one and require the checker to reject it (so a checker that accepts anything fails).
+    * ``hints``: tier 1 a nudge, tier 2 the equation; ``hint(ex_id)`` gives one more tier per
+      call, and after the last tier the solution's source code.
+    """
+
+    checker: Callable
+    solution: Callable
+    wrong: dict = field(default_factory=dict)
+    hints: tuple = ()
+    hints_given: int = 0
 
 
-def exercise(ex_id: str, solution):
-    """Register a checker for exercise ``ex_id`` with a function that returns a right answer."""
+#: exercise id -> Exercise
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(ex_id: str, solution, *, wrong: dict | None = None, hints: tuple | list = ()):
+    """Register the decorated checker for exercise ``ex_id`` (see ``Exercise``)."""
     def register(checker):
-        EXERCISES[ex_id] = (checker, solution)
+        EXERCISES[ex_id] = Exercise(checker, solution, dict(wrong or {}), tuple(hints))
         return checker
     return register
+
+
+def _get(ex_id: str) -> Exercise:
+    _load_answers()
+    if ex_id not in EXERCISES:
+        raise ValueError(f"unknown exercise {ex_id!r}; known: {', '.join(sorted(EXERCISES))}")
+    return EXERCISES[ex_id]
 
 
 def grade(ex_id: str, answer) -> tuple[bool | None, str]:
@@ -115,14 +144,11 @@ def grade(ex_id: str, answer) -> tuple[bool | None, str]:
 
     The verdict is None when the answer is still ``...`` (or None): not answered yet.
     """
-    _load_answers()
-    if ex_id not in EXERCISES:
-        raise ValueError(f"unknown exercise {ex_id!r}; known: {', '.join(sorted(EXERCISES))}")
+    ex = _get(ex_id)
     if answer is Ellipsis or answer is None:
         return None, "not answered yet (replace the ... with your answer and run the cell again)."
-    checker, _ = EXERCISES[ex_id]
     try:
-        ok, message = checker(answer)
+        ok, message = ex.checker(answer)
     except Exception as err:  # a student's function may raise anything; report it, do not crash
         ok, message = False, f"your answer raised {type(err).__name__}: {err}"
     return bool(ok), message
@@ -132,44 +158,79 @@ def check(ex_id: str, answer) -> None:
     """Print whether the student's ``answer`` to exercise ``ex_id`` is right.
 
     An answer left as ``...`` prints "not answered yet" and raises nothing, so that a notebook
-    runs top to bottom before its exercises are done.
+    runs top to bottom before its exercises are done. A wrong answer gets what is wrong with it,
+    and a pointer to ``hint(ex_id)``.
     """
     ok, message = grade(ex_id, answer)
     if ok is None:
         print(f"Exercise {ex_id}: {message}")
+    elif ok:
+        print(f"Exercise {ex_id}: correct! {message}".rstrip())
     else:
-        print(f"Exercise {ex_id}: {'correct!' if ok else 'not yet.'} {message}".rstrip())
+        more = f" (stuck? hint({ex_id!r}) gives a nudge)" if _get(ex_id).hints else ""
+        print(f"Exercise {ex_id}: not yet. {message}{more}".rstrip())
 
 
-def compare(answer, expected, *, rtol: float = 1e-6, atol: float = 1e-9, hint: str = ""):
-    """(ok, message) for a number or array answer against the expected one (allclose)."""
+def hint(ex_id: str) -> None:
+    """Print the next tier of help for exercise ``ex_id``: a nudge, then the equation, then the
+    solution (its source code). Each call gives one more tier."""
+    import inspect
+
+    ex = _get(ex_id)
+    tiers = list(ex.hints)
+    if ex.hints_given < len(tiers):
+        ex.hints_given += 1
+        print(f"Hint {ex.hints_given} of {len(tiers) + 1} for exercise {ex_id}: {tiers[ex.hints_given - 1]}")
+        return
+    try:
+        source = inspect.getsource(ex.solution)
+    except (OSError, TypeError):
+        source = repr(ex.solution())
+    print(f"The solution to exercise {ex_id} (from lessons/course/):\n{source}")
+
+
+def compare(answer, expected, *, rtol: float = 1e-6, atol: float = 1e-9, hint: str = "", mistakes=None):
+    """(ok, message) for a number or array answer against the expected one (allclose).
+
+    ``mistakes``: ``{"description": value}`` of known wrong answers; an answer that matches one
+    is told which mistake it looks like.
+    """
     import numpy as np
 
     try:
         a = np.asarray(answer, dtype=np.float64)
     except (TypeError, ValueError):
-        return False, f"expected a number or an array of numbers, got {type(answer).__name__}. {hint}"
+        return False, f"expected a number or an array of numbers, got {type(answer).__name__}. {hint}".rstrip()
     e = np.asarray(expected, dtype=np.float64)
     if a.shape != e.shape:
-        return False, f"expected shape {e.shape}, got {a.shape}. {hint}"
+        return False, f"expected shape {e.shape}, got {a.shape}. {hint}".rstrip()
     if np.allclose(a, e, rtol=rtol, atol=atol):
         return True, ""
+    for what, value in (mistakes or {}).items():
+        v = np.asarray(value, dtype=np.float64)
+        if v.shape == a.shape and np.allclose(a, v, rtol=rtol, atol=atol):
+            return False, f"this looks like {what}. {hint}".rstrip()
     if e.ndim == 0:
         side = "too large" if a > e else "too small"
-        return False, f"{float(a):.6g} is {side}. {hint}"
+        return False, f"{float(a):.6g} is {side}. {hint}".rstrip()
     worst = float(np.max(np.abs(a - e)))
-    return False, f"largest difference from the expected values: {worst:.3g}. {hint}"
+    return False, f"largest difference from the expected values: {worst:.3g}. {hint}".rstrip()
 
 
-def compare_function(student_fn, reference_fn, inputs, *, rtol=1e-6, atol=1e-9, hint=""):
-    """(ok, message): call ``student_fn(*args)`` and ``reference_fn(*args)`` for each args tuple."""
+def compare_function(student_fn, reference_fn, inputs, *, rtol=1e-6, atol=1e-9, hint="", mistakes=None):
+    """(ok, message): call ``student_fn(*args)`` and ``reference_fn(*args)`` for each args tuple.
+
+    ``mistakes``: ``{"description": wrong_fn}``; when the student's result equals a wrong
+    function's on some input, the message names that mistake.
+    """
     if not callable(student_fn):
-        return False, f"expected a function, got {type(student_fn).__name__}. {hint}"
+        return False, f"expected a function, got {type(student_fn).__name__}. {hint}".rstrip()
     for args in inputs:
         result = student_fn(*args)
         if result is None:
             return False, "your function returned None: finish it and return the result."
-        ok, message = compare(result, reference_fn(*args), rtol=rtol, atol=atol, hint=hint)
+        known = {what: fn(*args) for what, fn in (mistakes or {}).items()}
+        ok, message = compare(result, reference_fn(*args), rtol=rtol, atol=atol, hint=hint, mistakes=known)
         if not ok:
             return False, message
     return True, f"(agrees with ddpm_ref on {len(inputs)} inputs)"

@@ -20,10 +20,21 @@ def _longest_wavelength():
     return 2 * np.pi / embedding_frequencies(128).min()
 
 
-@exercise("05.1", solution=_longest_wavelength)
+def _wavelength_of_fastest():
+    from ddpm_ref.embeddings import embedding_frequencies
+
+    return 2 * np.pi / embedding_frequencies(128).max()
+
+
+@exercise("05.1", solution=_longest_wavelength,
+          wrong={"the fastest column's wavelength (i = 0)": _wavelength_of_fastest,
+                 "the frequency instead of the wavelength": lambda: 1 / _longest_wavelength()},
+          hints=("Which column of the encoding changes most slowly with k? Its wavelength is the answer.",
+                 "Wavelength = 2π / ω_i, and the slowest column is the last one, i = d/2 − 1."))
 def _ex_05_1(answer):
     return compare(answer, _longest_wavelength(), rtol=1e-4,
-                   hint="Wavelength = 2π / angular frequency; the slowest column is i = d/2 - 1.")
+                   mistakes={"the wavelength of the fastest column (i = 0), not the slowest":
+                             _wavelength_of_fastest()})
 
 
 def _shift_matrix(delta, d):
