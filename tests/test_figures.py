@@ -97,3 +97,29 @@ def test_register_rejects_duplicates_and_bad_needs():
     assert plots.available()["schedules"] is spec
     with pytest.raises(ValueError, match="needs"):
         plots.register("_x", "x", lessons=("02",), needs="gpu")
+
+
+def test_committed_figures_are_what_figures_draws_today(tmp_path):
+    """Every cheap figure (not needing the trained demo run) is regenerated and compared with the
+    PNG committed in figures/, so a figure whose code changed without `ddpm-ref figures` being run
+    fails here. The comparison allows anti-aliasing noise from another matplotlib build (a pixel
+    may differ by up to 2/255, or a few in 10,000 by more); a changed curve, label or colour moves
+    far more pixels than that."""
+    committed = README.parent
+    cheap = [s.name for s in plots.available().values() if s.needs is None]
+    assert cheap
+    assert main(["figures", "--out", str(tmp_path), *sum((["--only", n] for n in cheap), [])]) == 0
+    stale = []
+    for png in sorted(tmp_path.glob("*.png")):
+        old = committed / png.name
+        if not old.is_file():
+            stale.append(f"{png.name}: not committed")
+            continue
+        a, b = _pixels(png), _pixels(old)
+        if a.shape != b.shape:
+            stale.append(f"{png.name}: size {b.shape[:2]} committed, {a.shape[:2]} drawn today")
+            continue
+        moved = float((np.abs(a - b).max(axis=-1) > 2 / 255).mean())
+        if moved > 5e-4:
+            stale.append(f"{png.name}: {100 * moved:.2f} % of the pixels differ")
+    assert not stale, "stale figures (run `ddpm-ref figures` and commit figures/): " + "; ".join(stale)
