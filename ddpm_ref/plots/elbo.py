@@ -11,7 +11,7 @@ from ddpm_ref.diffusion import vlb_terms
 from ddpm_ref.plots import new_figure, register, save
 from ddpm_ref.schedules import make_schedule
 
-__all__ = ["quantize", "plot_elbo_terms"]
+__all__ = ["quantize", "plot_elbo_terms", "bound_weights", "plot_elbo_weights"]
 
 COLORS = {"linear": "#1f77b4", "cosine": "#ff7f0e", "sigmoid": "#d62728", "quadratic": "#2ca02c"}
 
@@ -63,3 +63,51 @@ def plot_elbo_terms(seed: int = 0, n: int = 500, T: int = 1000, schedules=("line
           "for a 2-D mixture's optimal denoiser (linear vs cosine)", lessons=("04",))
 def _make_elbo_terms(out_dir, seed):
     return [save(plot_elbo_terms(seed), out_dir, "elbo_terms")]
+
+
+def bound_weights(sched) -> np.ndarray:
+    r"""The weight of ‖ε − ε_θ‖² in L_{t−1} (Ho et al. eq. 12) with σ_t² = β̃_t, for t = 2..T:
+
+    .. math::  \lambda_t = \frac{\beta_t^2}{2\tilde\beta_t\,\alpha_t\,(1-\bar\alpha_t)}
+               = \tfrac12\big(\mathrm{SNR}(t-1)/\mathrm{SNR}(t) - 1\big)
+
+    (the second form, Kingma et al. 2021, is drawn beside the first in ``plot_elbo_weights``).
+    """
+    t = np.arange(2, sched.T + 1)
+    return sched.betas[t] ** 2 / (2 * sched.posterior_variance[t] * sched.alphas[t] * (1 - sched.alpha_bars[t]))
+
+
+def plot_elbo_weights(T: int = 1000, schedules=("linear", "cosine")):
+    """Three panels: logSNR(t) = log ᾱ_t/(1 − ᾱ_t) against t; the weight λ_t of eq. 12 against t (from the
+    β's, and as ½(e^{logSNR(t−1) − logSNR(t)} − 1): dots), with L_simple's λ_t = 1; λ_t against logSNR(t)."""
+    fig = new_figure(13, 3.8)
+    ax_s, ax_w, ax_ws = fig.subplots(1, 3)
+    for name in schedules:
+        sched = make_schedule(name, T)
+        c = COLORS.get(name)
+        t = np.arange(2, T + 1)
+        lam = bound_weights(sched)
+        via_snr = 0.5 * np.expm1(sched.logsnr[t - 1] - sched.logsnr[t])
+        ax_s.plot(np.arange(1, T + 1), sched.logsnr[1:], color=c, lw=1.4, label=name)
+        ax_w.plot(t, lam, color=c, lw=1.4, label=f"{name}: λ_2 = {lam[0]:.3g}, median {np.median(lam):.2g}")
+        ax_w.plot(t[::50], via_snr[::50], "o", color=c, ms=3.5, mfc="none")
+        ax_ws.plot(sched.logsnr[t], lam, color=c, lw=1.4, label=name)
+    ax_w.plot([], [], "o", color="0.3", ms=3.5, mfc="none", label="½(SNR(t−1)/SNR(t) − 1), every 50th t")
+    ax_w.axhline(1.0, color="k", ls="--", lw=1, label=r"$L_{\rm simple}$: λ_t = 1")
+    ax_ws.axhline(1.0, color="k", ls="--", lw=1)
+    ax_s.axhline(0.0, color="0.6", lw=0.8)
+    ax_s.set(xlabel="t", ylabel="logSNR(t)", title=r"logSNR $= \log\,\bar\alpha_t/(1-\bar\alpha_t)$")
+    ax_w.set(yscale="log", xscale="log", xlabel="t", ylabel="λ_t",
+             title=r"weight of $\|\epsilon-\epsilon_\theta\|^2$ in $L_{t-1}$ (eq. 12, $\sigma_t^2=\tilde\beta_t$)")
+    ax_ws.set(yscale="log", xlabel="logSNR(t)", ylabel="λ_t", title="the same weights against logSNR(t)")
+    for ax in (ax_s, ax_w, ax_ws):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7.5)
+    fig.suptitle(f"The bound's weights λ_t and the log signal-to-noise ratio, T = {T}", fontsize=11)
+    return fig
+
+
+@register("elbo_weights", "logSNR(t), and the weight λ_t of ‖ε − ε_θ‖² in L_{t-1} (eq. 12) against t and logSNR, "
+          "linear vs cosine", lessons=("04",))
+def _make_elbo_weights(out_dir, seed):
+    return [save(plot_elbo_weights(), out_dir, "elbo_weights")]
