@@ -105,7 +105,18 @@ def _q_sample_noise_std_beta(sched, x0, t, noise):
     return np.sqrt(a) * x0 + np.sqrt(_per_example(sched.betas[t], x0.ndim)) * noise
 
 
+def _q_sample_not_reshaped(sched, x0, t, noise):
+    """ᾱ_t of shape (N,) times x0 of shape (N, C, H, W): NumPy pairs it with the last axis (W), which
+    runs only when N == W and then mixes up the images. NaN where it cannot run, so it never matches."""
+    try:
+        return np.sqrt(sched.alpha_bars[t]) * x0 + np.sqrt(1 - sched.alpha_bars[t]) * noise
+    except ValueError:
+        return np.full(x0.shape, np.nan)
+
+
 _Q_SAMPLE_MISTAKES = {
+    "ᾱ_t of shape (N,) not reshaped to (N, 1, 1, 1): it multiplies the last axis of each image, not each image":
+        _q_sample_not_reshaped,
     "ᾱ_t and 1 − ᾱ_t without their square roots": _q_sample_no_sqrt,
     "ᾱ_{t−1} where ᾱ_t belongs (an off-by-one t)": _q_sample_off_by_one,
     "α_t = 1 − β_t where the product ᾱ_t belongs (that is one step of eq. 2, not eq. 4)": _q_sample_alpha_not_bar,
