@@ -53,7 +53,7 @@ def plot_noised_photo(seed: int = 0, T: int = 1000, steps=(0, 50, 100, 200, 300,
 
 
 @register("noised_photo", "A photograph (Grace Hopper, matplotlib's sample) noised along linear and cosine at the same t",
-          lessons=("01", "02"))
+          lessons=("01",))
 def _make_noised_photo(out_dir, seed):
     return [save(plot_noised_photo(seed), out_dir, "noised_photo")]
 
