@@ -295,3 +295,13 @@ def test_05_demo_unet_encodes_t_with_d_32_into_4d():
     net = UNet(**DEMO_MODEL)
     assert net.params["time.linear1.w"].shape == (4 * 32, 32)        # P(t) of width 32 -> 4d
     assert net.params["time.linear2.w"].shape == (4 * 32, 4 * 32)    # -> 4d
+
+
+def test_03_reverse_gmm_caption():
+    from ddpm_ref.plots.reverse import plot_reverse_gmm
+
+    text = _markdown("03", "reverse_gmm.png")
+    alt = _alt_text("03", "reverse_gmm.png")
+    assert _numbers_in(alt.split("x_t at t =", 1)[1].split("(top)")[0]) == list(_default(plot_reverse_gmm, "show"))
+    assert _number_after(text, r"\$T = 1000\$,") == _default(plot_reverse_gmm, "n")
+    assert _default(plot_reverse_gmm, "T") == 1000 and _default(plot_reverse_gmm, "schedule") == "linear"
