@@ -34,7 +34,7 @@ import numpy as np
 
 from ddpm_ref._checks import check_positive_int
 from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, normal_kl
-from ddpm_ref.prediction import PREDICTIONS, _check_inputs, _coef, v_target, x0_from_prediction
+from ddpm_ref.prediction import _check_inputs, _coef, v_target, x0_from_prediction
 from ddpm_ref.schedules import Schedule
 
 __all__ = [
