@@ -154,3 +154,39 @@ def test_dynamic_threshold_matches_diffusers(ratio, smax, rng):
     ref = sch._threshold_sample(torch.from_numpy(x)).numpy()        # float64 in torch too
     np.testing.assert_allclose(dynamic_threshold(x, ratio, smax), ref, rtol=1e-12, atol=1e-14)
     assert dynamic_threshold(x.astype(np.float32), ratio, smax).dtype == np.float32
+
+
+# ------------------------------------------------------------------ against diffusers' DDIM step (test-only)
+_DIFFUSERS_NAMES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+
+
+@pytest.mark.parametrize("prediction, zero_snr",   # eps at zero SNR: x0 is not recoverable (tested above)
+                         [("eps", False), ("x0", False), ("v", False), ("x0", True), ("v", True)])
+def test_conversions_match_diffusers_ddim_step(prediction, zero_snr, rng):
+    """DDIMScheduler.step's pred_original_sample is our x̂₀, and its η = 0 prev_sample is
+    √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev)·ε̂ with our ε̂. Their ᾱ is replaced by ours in float64 (their own is
+    float32), so the comparison is at 1e-12. Their step i is our t = i + 1."""
+    pytest.importorskip("diffusers")
+    torch = pytest.importorskip("torch")
+    from diffusers import DDIMScheduler
+
+    from ddpm_ref.zero_snr import rescale_zero_terminal_snr
+
+    sched = make_schedule("linear", 50)
+    if zero_snr:
+        sched = rescale_zero_terminal_snr(sched)
+    ds = DDIMScheduler(num_train_timesteps=50, prediction_type=_DIFFUSERS_NAMES[prediction], clip_sample=False,
+                       timestep_spacing="trailing")
+    ds.alphas_cumprod = torch.from_numpy(sched.alpha_bars[1:].copy())
+    ds.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    ds.set_timesteps(10)
+    xt, out = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    for i in ds.timesteps.tolist():
+        t, t_prev = i + 1, i + 1 - 50 // 10
+        res = ds.step(torch.from_numpy(out), i, torch.from_numpy(xt), eta=0.0)
+        x0 = x0_from_prediction(sched, xt, t, out, prediction)
+        eps = eps_from_prediction(sched, xt, t, out, prediction)
+        ab_prev = sched.alpha_bars[max(t_prev, 0)]
+        np.testing.assert_allclose(res.pred_original_sample.numpy(), x0, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(res.prev_sample.numpy(), math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps,
+                                   rtol=1e-12, atol=1e-12)
