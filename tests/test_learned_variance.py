@@ -200,3 +200,20 @@ def test_importance_sampler_is_uniform_until_ready_then_unbiased(rng):
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call(np.zeros((3, 4)))
+
+
+def test_hybrid_loss_at_zero_terminal_snr_with_v_prediction(rng):
+    """At ᾱ_T = 0 (β_T = 1, log β_T = 0) the loss and its gradient stay finite with v-prediction;
+    the gradient in v still matches finite differences. ε-prediction cannot give x̂₀ there: ValueError."""
+    from ddpm_ref.zero_snr import rescale_zero_terminal_snr
+
+    sched = rescale_zero_terminal_snr(make_schedule("linear", 20))
+    x0, xt, t, noise, _ = _batch(sched, rng, ts=[20, 20, 19, 1], shape=(2, 2))
+    pred = v_target(sched, x0, t, noise) + 0.1 * rng.standard_normal(x0.shape)
+    v = rng.uniform(0, 1, x0.shape)
+    out = hybrid_loss(sched, x0, xt, t, noise, pred, v, "v")
+    assert np.isfinite(out["loss"]) and np.all(np.isfinite(out["d_v_sigma"]))
+    fd_v = _fd_grad(lambda vv: hybrid_loss(sched, x0, xt, t, noise, pred, vv, "v")["loss"], v)
+    np.testing.assert_allclose(out["d_v_sigma"], fd_v, rtol=1e-6, atol=10 * 2.2e-16 * out["loss"] / 1e-6)
+    with pytest.raises(ValueError, match="alpha_bar_t = 0"):
+        hybrid_loss(sched, x0, xt, t, noise, noise, v, "eps")
