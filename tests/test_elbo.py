@@ -174,14 +174,28 @@ def test_bad_input(rng):
         vb_term_bpd(s, x0, x0, 2, np.full((2, 3), np.nan))
 
 
-def test_bound_names_are_importable_from_diffusion_too():
-    import ddpm_ref.diffusion as diffusion
-    import ddpm_ref.elbo as elbo
+def test_no_import_cycle_and_no_private_names_across_math_modules():
+    """diffusion must not import elbo (elbo builds on diffusion); a private name crosses modules only
+    from the helper modules made for that (_checks, _math_checks)."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    for name in ("prior_bpd", "vb_term_bpd", "vlb_terms", "vlb_estimate"):
-        assert getattr(diffusion, name) is getattr(elbo, name)
-    namespace = {}
-    exec("from ddpm_ref.diffusion import *", namespace)
-    assert set(diffusion.__all__) <= set(namespace)
+    code = "import sys, ddpm_ref.diffusion; print('ddpm_ref.elbo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False", out
+    root = Path(__file__).resolve().parents[1] / "ddpm_ref"
+    for name in ("schedules", "diffusion", "elbo", "likelihood", "embeddings", "_math_checks"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ddpm_ref"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private or node.module in ("ddpm_ref._checks", "ddpm_ref._math_checks"), (name, node.module, private)
+                if name == "diffusion":
+                    assert node.module != "ddpm_ref.elbo"
+    import ddpm_ref.diffusion as diffusion
+
     with pytest.raises(AttributeError):
-        diffusion.no_such_name  # noqa: B018
+        diffusion.vlb_terms  # noqa: B018   the bound is imported from ddpm_ref.elbo only
