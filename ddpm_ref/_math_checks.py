@@ -1,8 +1,9 @@
-"""Argument checks and the one indexing helper shared by the math modules (diffusion, elbo).
+"""Argument and result checks and the one indexing helper shared by the math modules.
 
 Layer: math. Imports only NumPy, ``ddpm_ref._checks`` and ``ddpm_ref.schedules``. It exists so
 that ``ddpm_ref.elbo`` can use the same checks as ``ddpm_ref.diffusion`` without importing that
-module's private names (and so that diffusion never imports elbo). Every check raises
+module's private names (and so that diffusion never imports elbo); ``ddpm_ref.likelihood`` uses
+``finite_as``. Every check raises
 ``ValueError`` naming the argument and what is allowed; ``at`` trusts its caller.
 """
 
@@ -46,10 +47,12 @@ def finite_as(result, dtype, function: str, names: str) -> np.ndarray:
     The math is done in float64; a result beyond float32's (or float64's) range would otherwise come
     back as ±inf, which no caller wants from finite inputs.
     """
-    out = np.asarray(result).astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):     # the check below says it, with the names
+        out = np.asarray(result).astype(dtype, copy=False)
     if not np.all(np.isfinite(out)):
+        hint = "; pass float64 arrays" if np.dtype(dtype) == np.float32 else ""
         raise ValueError(f"{function}: the result exceeds the range of {np.dtype(dtype)} for these {names} "
-                         f"(largest finite value {np.finfo(dtype).max:.3g}); use smaller values or float64 inputs")
+                         f"(its largest finite value is {np.finfo(dtype).max:.3g}){hint}")
     return out
 
 
