@@ -179,7 +179,8 @@ def test_property_finite_or_a_clear_error_at_extremes(mean, log_scale):
             lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
         except ValueError as e:
             assert "mean, log_scale" in str(e) and "range of float64" in str(e)
-            assert abs(mean) * math.exp(-log_scale) > 1e150        # only then is some (x − μ)²/2σ² beyond 1e308
+            # only then is some bin's (x − μ)²/2σ² beyond 1e308 (the farthest level is |μ| + 1 away)
+            assert (abs(mean) + 1.0) * math.exp(-log_scale) > 1e150
             return
     assert np.all(np.isfinite(lp)) and np.all(lp <= 0)
 
