@@ -217,7 +217,7 @@ def loss_simple(eps, eps_pred) -> float:
     eps, eps_pred, _ = _check_loss_simple(eps, eps_pred)
     half_diff = 0.5 * eps_pred - 0.5 * eps                       # d/2, which cannot overflow
     s = max(float(np.max(np.abs(half_diff))), np.finfo(np.float64).tiny)
-    loss = 4.0 * s * (s * np.mean((half_diff / s) ** 2))         # = mean(d²), eq. 14
+    loss = 4.0 * s * (s * float(np.mean((half_diff / s) ** 2)))  # = mean(d²), eq. 14 (Python floats: inf, no warning)
     return float(finite_as(loss, np.float64, "loss_simple", "eps, eps_pred"))
 
 

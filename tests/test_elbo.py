@@ -146,32 +146,38 @@ def test_bad_input(rng):
     s = make_schedule("linear", 10)
     x0 = _x0(rng, (2, 3))
     good = lambda xt, t: np.zeros_like(xt)  # noqa: E731
-    with pytest.raises(ValueError, match="eps_model"):
-        vlb_terms(s, lambda xt, t: np.zeros((2, 4)), x0, rng)
-    with pytest.raises(ValueError, match="eps_model"):
-        vlb_terms(s, lambda xt, t: np.full_like(xt, np.nan), x0, rng)
-    with pytest.raises(ValueError, match="rng"):
-        vlb_terms(s, good, x0, rng=0.5)
-    with pytest.raises(ValueError, match="num_t"):
-        vlb_estimate(s, good, x0, rng, num_t=11)
-    with pytest.raises(ValueError, match="num_t"):
-        vlb_estimate(s, good, x0, rng, num_t=0)
-    with pytest.raises(ValueError, match="variance"):
-        vlb_terms(s, good, x0, rng, variance="learned")
-    with pytest.raises(ValueError, match="x0"):
-        prior_bpd(s, np.array([[0.0, np.inf]]))
-    with pytest.raises(ValueError, match="x0"):
-        prior_bpd(s, np.float64(0.5))                        # no batch axis
-    with pytest.raises(ValueError, match="x"):
-        vb_term_bpd(s, np.full((2, 3), 1.5), x0, 1, x0)      # data outside [−1, 1]
-    with pytest.raises(ValueError, match="t"):
-        vb_term_bpd(s, x0, x0, 11, x0)
-    with pytest.raises(ValueError, match="t"):
-        vb_term_bpd(s, x0, x0, np.array([1.0, 2.0]), x0)
-    with pytest.raises(ValueError, match="shape"):
-        vb_term_bpd(s, x0, x0, 2, np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="eps"):
-        vb_term_bpd(s, x0, x0, 2, np.full((2, 3), np.nan))
+    cases = [
+        (lambda: vlb_terms(s, lambda xt, t: np.zeros((2, 4)), x0, rng), r"eps_model returned shape \(2, 4\)"),
+        (lambda: vlb_terms(s, lambda xt, t: np.full_like(xt, np.nan), x0, rng), r"eps_model\(xt, t\) holds 6 NaN"),
+        (lambda: vlb_terms(s, "model", x0, rng), "eps_model must be callable"),
+        (lambda: vlb_terms(s, good, x0, rng=0.5), "rng must be a numpy.random.Generator or a seed"),
+        (lambda: vlb_estimate(s, good, x0, rng, num_t=11), r"num_t must be in 1\.\.T = 1\.\.10, got 11"),
+        (lambda: vlb_estimate(s, good, x0, rng, num_t=0), "num_t must be an integer >= 1, got 0"),
+        (lambda: vlb_terms(s, good, x0, rng, variance="learned"), "variance='learned' is not known"),
+        (lambda: prior_bpd(s, np.array([[0.0, np.inf]])), "x0 holds 1 NaN or infinite"),
+        (lambda: prior_bpd(s, np.float64(0.5)), "x0 must have a leading batch axis"),          # no batch axis
+        (lambda: vb_term_bpd(s, np.full((2, 3), 1.5), x0, 1, x0), r"x0 must lie in \[-1, 1\]"),
+        (lambda: vb_term_bpd(s, x0, x0, 11, x0), r"t=11 is outside 1\.\.10"),
+        (lambda: vb_term_bpd(s, x0, x0, np.array([1.0, 2.0]), x0), "t must be an integer or an integer array"),
+        (lambda: vb_term_bpd(s, x0, x0, 2, np.zeros((2, 2))), r"shapes must match: x0 \(2, 3\), xt \(2, 3\), eps \(2, 2\)"),
+        (lambda: vb_term_bpd(s, x0, x0, 2, np.full((2, 3), np.nan)), "eps holds 6 NaN"),
+    ]
+    for call, complaint in cases:
+        with pytest.raises(ValueError, match=complaint):
+            call()
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (3, 0, 4), (0, 3)])
+def test_zero_size_images_raise_instead_of_nan(shape):
+    """issue 9: bits/dim of an image with no values was 0/0 = NaN; now a ValueError naming x0."""
+    s = make_schedule("linear", 5)
+    x0 = np.zeros(shape)
+    model = lambda xt, t: np.zeros_like(xt)  # noqa: E731
+    complaint = "x0 has no values per example" if shape[0] else "x0 must have a leading batch axis with at least one"
+    for call in (lambda: prior_bpd(s, x0), lambda: vb_term_bpd(s, x0, x0, 1, x0), lambda: vlb_terms(s, model, x0, 0),
+                 lambda: vlb_estimate(s, model, x0, 0, num_t=2)):
+        with pytest.raises(ValueError, match=complaint):
+            call()
 
 
 def test_no_import_cycle_and_no_private_names_across_math_modules():
