@@ -293,6 +293,8 @@ def _check_ddim_sigma(sched, t, t_prev, eta):
     t = check_timesteps(t, sched.T)
     t_prev = check_timesteps(t_prev, sched.T, lowest=0, name="t_prev")
     eta = _check_eta(eta)
+    if isinstance(t, np.ndarray) and isinstance(t_prev, np.ndarray) and t.shape != t_prev.shape:
+        raise ValueError(f"t and t_prev must have the same length when both are arrays, got {t.shape} and {t_prev.shape}")
     _check_t_prev_below_t(t, t_prev)
     return t, t_prev, eta
 

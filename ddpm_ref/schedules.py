@@ -118,7 +118,10 @@ class Schedule:
 
     def __post_init__(self):
         T = check_positive_int("T", self.T)
-        betas = np.asarray(self.betas, dtype=np.float64)
+        betas = np.asarray(self.betas)
+        if betas.dtype == bool or not np.issubdtype(betas.dtype, np.number) or np.iscomplexobj(betas):
+            raise ValueError(f"betas must be real numbers, got dtype {betas.dtype}")
+        betas = betas.astype(np.float64)
         if betas.shape != (T + 1,):
             raise ValueError(f"betas must have shape (T + 1,) = ({T + 1},), indexed by t, got {betas.shape}")
         if betas[0] != 0.0:
@@ -144,7 +147,7 @@ class Schedule:
     def from_betas(cls, betas, *, name: str = "custom", input_scale: float = 1.0) -> "Schedule":
         """A schedule from β_1..β_T (length T; β_0 = 0 is prepended). Each β must lie in (0, 1]."""
         arr = np.asarray(betas)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr.ndim != 1 or arr.size < 1:
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr) or arr.ndim != 1 or arr.size < 1:
             raise ValueError(f"betas must be a non-empty 1-D array of β_1..β_T, got shape {arr.shape}, dtype {arr.dtype}")
         arr = arr.astype(np.float64)
         _check_betas(arr)
