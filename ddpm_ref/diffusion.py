@@ -153,7 +153,7 @@ def ddpm_step(sched: Schedule, xt, t, eps, z, variance: str = "fixed_small", cli
     default because Algorithm 2 has none (see ``p_mean_variance``). At t = 1 the result is b·x̂_0.
     """
     xt, eps, z, t, dtype = _check_ddpm_step(sched, xt, t, eps, z, variance)
-    mean, var = p_mean_variance(sched, xt, t, eps, variance, clip_x0)       # float64: the inputs are
+    mean, var = p_mean_variance(sched, xt, t, eps, variance, clip_x0)       # float64, as the checked inputs are
     no_noise_at_1 = per_example(np.asarray(t) > 1, xt.ndim)                  # 0 where t = 1
     x_prev = mean + no_noise_at_1 * np.sqrt(var) * z
     return finite_as(x_prev, dtype, "ddpm_step", "xt, eps, z")
