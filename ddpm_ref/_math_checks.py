@@ -9,6 +9,8 @@ module's private names (and so that diffusion never imports elbo); ``ddpm_ref.li
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ddpm_ref._checks import check_batch, check_float_array, check_same_shape, check_timesteps
@@ -37,8 +39,27 @@ def steps(sched: Schedule, t, x: np.ndarray, *, name: str = "t", lowest: int = 1
 def check_recoverable(sched: Schedule, t) -> None:
     """x̂_0 divides by √ᾱ_t (and eq. 11 by √α_t): both must be > 0 at every t used."""
     if np.any(sched.alpha_bars[t] <= 0):
-        raise ValueError("x_0 cannot be recovered where alpha_bar_t = 0 (a beta of 1 in the schedule); "
-                         "use t with alpha_bar_t > 0")
+        bad = np.unique(np.asarray(t)[sched.alpha_bars[np.asarray(t)] <= 0])
+        raise ValueError(f"x_0 cannot be recovered where alpha_bar_t = 0 (a beta of 1 in the schedule sched, "
+                         f"at t = {', '.join(map(str, bad))}); use t with alpha_bar_t > 0")
+
+
+class RangeError(ValueError):
+    """A result beyond the range of its dtype (raised by ``finite_as``); a ValueError like every other."""
+
+
+def names_range_errors(names: str):
+    """Decorator: a RangeError raised inside the function (by a function it calls) is raised again
+    naming *this* function's arguments, so that vb_term_bpd's caller reads "x0, xt, eps", not normal_kl's."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except RangeError as e:
+                raise RangeError(f"{fn.__name__}: no finite result for these {names} ({e})") from None
+        return checked
+    return decorate
 
 
 def finite_as(result, dtype, function: str, names: str) -> np.ndarray:
@@ -51,7 +72,7 @@ def finite_as(result, dtype, function: str, names: str) -> np.ndarray:
         out = np.asarray(result).astype(dtype, copy=False)
     if not np.all(np.isfinite(out)):
         hint = "; pass float64 arrays" if np.dtype(dtype) == np.float32 else ""
-        raise ValueError(f"{function}: the result exceeds the range of {np.dtype(dtype)} for these {names} "
+        raise RangeError(f"{function}: the result exceeds the range of {np.dtype(dtype)} for these {names} "
                          f"(its largest finite value is {np.finfo(dtype).max:.3g}){hint}")
     return out
 

@@ -15,7 +15,8 @@ the images' dtype (they are sums of many terms).
 Layer: math. Builds on ``ddpm_ref.diffusion`` (its public functions only) and
 ``ddpm_ref.likelihood``; diffusion does not import this module. As there, each public function
 opens with one call that checks its arguments (``_check_<function>``, at the end of this module),
-and the lines after it are the equation.
+and the lines after it are the equation. Inputs so large that a term is beyond float64 raise a
+``ValueError`` naming the function's own arguments (the ``@names_range_errors`` line above it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numbers
 import numpy as np
 
 from ddpm_ref._checks import check_choice, check_float_array, check_positive_int
-from ddpm_ref._math_checks import at, check_schedule, images, steps
+from ddpm_ref._math_checks import at, check_schedule, finite_as, images, names_range_errors, steps
 from ddpm_ref.diffusion import VARIANCES, p_mean_variance, q_posterior, q_sample
 from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, normal_kl
 from ddpm_ref.schedules import Schedule
@@ -36,6 +37,7 @@ __all__ = ["prior_bpd", "vb_term_bpd", "vlb_terms", "vlb_estimate"]
 _LOG2 = math.log(2.0)
 
 
+@names_range_errors("x0")
 def prior_bpd(sched: Schedule, x0) -> np.ndarray:
     r"""L_T = D_KL(q(x_T | x_0) ‖ N(0, I)) in bits/dim, one value per example (shape (N,)).
 
@@ -48,6 +50,7 @@ def prior_bpd(sched: Schedule, x0) -> np.ndarray:
     return _mean_flat(kl) / _LOG2
 
 
+@names_range_errors("x0, xt, eps")
 def vb_term_bpd(sched: Schedule, x0, xt, t, eps, variance: str = "fixed_small", clip_x0: bool = False):
     r"""L_{t−1} in bits/dim per example (shape (N,)), for x_t drawn from q(x_t | x_0):
 
@@ -72,6 +75,7 @@ def vb_term_bpd(sched: Schedule, x0, xt, t, eps, variance: str = "fixed_small", 
     return vb
 
 
+@names_range_errors("x0, eps_model")
 def vlb_terms(sched: Schedule, eps_model, x0, rng, variance: str = "fixed_small", *,
               clip_x0: bool = False, progress: bool = False) -> dict:
     r"""The whole bound L = L_T + Σ_{t=2}^T L_{t−1} + L_0 of eq. 5 for an ε-model, per example, in bits/dim.
@@ -91,6 +95,7 @@ def vlb_terms(sched: Schedule, eps_model, x0, rng, variance: str = "fixed_small"
     return {"prior_bpd": prior, "vb_bpd": vb, "total_bpd": prior + vb.sum(axis=1), "mse": mse}
 
 
+@names_range_errors("x0, eps_model")
 def vlb_estimate(sched: Schedule, eps_model, x0, rng, num_t: int, variance: str = "fixed_small", *,
                  clip_x0: bool = False, return_terms: bool = False):
     r"""An unbiased estimate of ``vlb_terms(...)["total_bpd"]`` from num_t of the T timesteps.
@@ -142,8 +147,9 @@ def _terms_at(sched, eps_model, x0, timesteps, rng, variance, clip_x0, progress)
         xt = q_sample(sched, x0, t, noise)
         eps = _call_model(eps_model, xt, t)
         vb[:, j] = vb_term_bpd(sched, x0, xt, t, eps, variance=variance, clip_x0=clip_x0)
-        mse[:, j] = _mean_flat((eps.astype(np.float64) - noise) ** 2)
-    return vb, mse
+        with np.errstate(over="ignore"):           # (ε_θ − ε)² beyond 1e308 is refused just below
+            mse[:, j] = _mean_flat((eps.astype(np.float64) - noise) ** 2)
+    return vb, finite_as(mse, np.float64, "the mean squared error of eps_model", "eps_model outputs")
 
 
 # ------------------------------------------------------------------ argument checks, one per public function

@@ -167,6 +167,18 @@ def test_bad_input(rng):
             call()
 
 
+def test_terms_beyond_float64_raise_naming_the_arguments():
+    s = make_schedule("linear", 10)
+    x0 = np.zeros((2, 3))
+    for t in (1, 5):                        # the decoder term and a KL term
+        with pytest.raises(ValueError, match=r"vb_term_bpd: no finite result for these x0, xt, eps \(normal_kl: "):
+            vb_term_bpd(s, x0, x0, t, np.full((2, 3), 1e300))
+    with pytest.raises(ValueError, match="prior_bpd: no finite result for these x0"):
+        prior_bpd(s, np.full((2, 3), 1e300))
+    with pytest.raises(ValueError, match=r"vlb_terms: no finite result for these x0, eps_model \(vb_term_bpd: "):
+        vlb_terms(s, lambda xt, t: np.full_like(xt, 1e300), x0, 0)
+
+
 @pytest.mark.parametrize("shape", [(2, 0), (3, 0, 4), (0, 3)])
 def test_zero_size_images_raise_instead_of_nan(shape):
     """issue 9: bits/dim of an image with no values was 0/0 = NaN; now a ValueError naming x0."""
