@@ -39,8 +39,10 @@ def check_finite(name: str, x) -> np.ndarray:
 
 
 def check_float_array(name: str, x) -> np.ndarray:
-    """Return ``x`` as a finite float32/float64 array (integers are converted to float64)."""
+    """Return ``x`` as a finite float32/float64 array (integers and booleans are converted to float64)."""
     arr = check_finite(name, x)
+    if np.iscomplexobj(arr):   # astype(float64) would silently drop the imaginary part
+        raise ValueError(f"{name} must be real (float32 or float64), got dtype {arr.dtype}")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
     elif arr.dtype not in (np.float32, np.float64):

@@ -17,9 +17,17 @@ Conventions (the same everywhere in ddpm_ref):
   stay in the chain's space, so the last step returns b·x̂_0 (divide by b; with b = 1 nothing
   changes).
 
-The variational bound (``prior_bpd``, ``vb_term_bpd``, ``vlb_terms``, ``vlb_estimate``) lives in
-``ddpm_ref.elbo`` and the Gaussian densities (``normal_kl``, ``discretized_gaussian_log_likelihood``)
-in ``ddpm_ref.likelihood``; every one of those names can also be imported from here.
+Layout of each public function, as in Ho et al.'s ``diffusion_utils_2.py``: the docstring gives the
+equation (with its number in the paper), the first line of the body is one call that checks and
+converts every argument (``_check_<function>``, at the end of this module), and the lines after it
+are the equation. Arguments are checked once; the math trusts them. A result that does not fit the
+output dtype (e.g. float32 inputs near 3.4e38) raises ``ValueError`` rather than returning ±inf.
+
+Layer: math. Imports ``ddpm_ref.schedules``, ``ddpm_ref.likelihood`` and the shared checks in
+``ddpm_ref._math_checks``; never ``ddpm_ref.elbo``, which builds on this module. The variational
+bound (``prior_bpd``, ``vb_term_bpd``, ``vlb_terms``, ``vlb_estimate``) is imported from
+``ddpm_ref.elbo``; the Gaussian densities (``normal_kl``, ``discretized_gaussian_log_likelihood``)
+live in ``ddpm_ref.likelihood`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import numbers
 
 import numpy as np
 
-from ddpm_ref._checks import check_batch, check_choice, check_float_array, check_same_shape, check_timesteps
+from ddpm_ref._checks import check_choice, check_timesteps
+from ddpm_ref._math_checks import at, check_recoverable, check_schedule, finite_as, images, per_example, steps
 from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, normal_kl  # noqa: F401 (re-exported)
 from ddpm_ref.schedules import Schedule
 
@@ -45,67 +54,10 @@ __all__ = [
     "loss_simple_grad",
     "normal_kl",
     "discretized_gaussian_log_likelihood",
-    "prior_bpd",
-    "vb_term_bpd",
-    "vlb_terms",
-    "vlb_estimate",
     "VARIANCES",
 ]
 
 VARIANCES = ("fixed_small", "fixed_large")  # σ_t² = β̃_t or β_t (Ho et al. sec. 3.2)
-_ELBO_NAMES = ("prior_bpd", "vb_term_bpd", "vlb_terms", "vlb_estimate")
-
-
-def __getattr__(name):
-    # The bound is built on this module, so it cannot be imported at the top without a cycle;
-    # `from ddpm_ref.diffusion import vlb_terms` reaches it through this hook (PEP 562).
-    if name in _ELBO_NAMES:
-        from ddpm_ref import elbo
-
-        return getattr(elbo, name)
-    raise AttributeError(f"module 'ddpm_ref.diffusion' has no attribute {name!r}")
-
-
-# ------------------------------------------------------------------ input checks and indexing
-def _check_schedule(sched) -> None:
-    if not isinstance(sched, Schedule):
-        raise ValueError(f"sched must be a Schedule (see ddpm_ref.schedules.make_schedule), got {type(sched).__name__}")
-
-
-def _images(**arrays) -> tuple[list[np.ndarray], np.dtype]:
-    """Finite float arrays of one shape, and the dtype the result takes (float32 only if all are)."""
-    out = [check_float_array(name, a) for name, a in arrays.items()]
-    check_same_shape(**dict(zip(arrays, out)))
-    return out, np.result_type(*out)
-
-
-def _steps(sched: Schedule, t, x: np.ndarray, *, name: str = "t", lowest: int = 1):
-    """Validated timesteps (int or int64 array (N,)) that index the batch axis of x."""
-    t = check_timesteps(t, sched.T, lowest=lowest, name=name)
-    check_batch(t, x, name=name, x_name="the images")
-    return t
-
-
-def _at(arr: np.ndarray, t, ndim: int):
-    """arr[t] as a float64 scalar (int t) or as shape (N, 1, ..., 1) for broadcasting against ndim-D images.
-
-    A NumPy float64 (not a Python float, which NumPy 2 treats as "weak") so that float32 images are
-    computed in float64 whether t is an int or an array, and only the result is cast back.
-    """
-    c = arr[t]
-    return c.reshape(c.shape + (1,) * (ndim - 1)) if isinstance(t, np.ndarray) else np.float64(c)
-
-
-def _zeros_like(x) -> np.ndarray:
-    """Zeros standing in for unused noise, of x's shape and (float) dtype."""
-    x = np.asarray(x)
-    return np.zeros(x.shape, dtype=np.result_type(x.dtype, np.float32) if x.dtype.kind in "fiu" else np.float64)
-
-
-def _check_recoverable(sched: Schedule, t) -> None:
-    if np.any(sched.alpha_bars[t] <= 0):
-        raise ValueError("x_0 cannot be recovered where alpha_bar_t = 0 (a beta of 1 in the schedule); "
-                         "use t with alpha_bar_t > 0")
 
 
 # ------------------------------------------------------------------ the forward process q
@@ -116,13 +68,11 @@ def q_step(sched: Schedule, x_prev, t, noise):
 
     At t = 1, ``x_prev`` is the data x_0 and is first multiplied by the input scale b.
     """
-    _check_schedule(sched)
-    (x_prev, noise), dtype = _images(x_prev=x_prev, noise=noise)
-    t = _steps(sched, t, x_prev)
-    b = np.where(np.asarray(t) == 1, sched.input_scale, 1.0)
-    b = b.reshape(b.shape + (1,) * (x_prev.ndim - 1)) if isinstance(t, np.ndarray) else float(b)
-    x_t = _at(np.sqrt(sched.alphas), t, x_prev.ndim) * b * x_prev + _at(np.sqrt(sched.betas), t, x_prev.ndim) * noise
-    return np.asarray(x_t).astype(dtype, copy=False)
+    x_prev, noise, t, dtype = _check_q_step(sched, x_prev, t, noise)
+    nd = x_prev.ndim
+    b = per_example(np.where(np.asarray(t) == 1, sched.input_scale, 1.0), nd)   # the data enters the chain as b·x_0
+    x_t = at(np.sqrt(sched.alphas), t, nd) * b * x_prev + at(np.sqrt(sched.betas), t, nd) * noise
+    return finite_as(x_t, dtype, "q_step", "x_prev, noise")
 
 
 def q_sample(sched: Schedule, x0, t, noise):
@@ -132,12 +82,10 @@ def q_sample(sched: Schedule, x0, t, noise):
 
     t in 1..T. Equal in distribution to t ``q_step``s (tested by Monte Carlo).
     """
-    _check_schedule(sched)
-    (x0, noise), dtype = _images(x0=x0, noise=noise)
-    t = _steps(sched, t, x0)
+    x0, noise, t, dtype = _check_q_sample(sched, x0, t, noise)
     nd = x0.ndim
-    x_t = _at(sched.sqrt_alpha_bars, t, nd) * sched.input_scale * x0 + _at(sched.sqrt_one_minus_alpha_bars, t, nd) * noise
-    return np.asarray(x_t).astype(dtype, copy=False)
+    x_t = at(sched.sqrt_alpha_bars, t, nd) * sched.input_scale * x0 + at(sched.sqrt_one_minus_alpha_bars, t, nd) * noise
+    return finite_as(x_t, dtype, "q_sample", "x0, noise")
 
 
 def q_posterior(sched: Schedule, x0, xt, t):
@@ -152,13 +100,11 @@ def q_posterior(sched: Schedule, x0, xt, t):
     (x_0 enters as b·x_0). Returns ``(mean, variance)``, both of the images' shape; at t = 1 the
     variance is 0 and the mean is b·x_0. Tested against Bayes' rule for Gaussians.
     """
-    _check_schedule(sched)
-    (x0, xt), dtype = _images(x0=x0, xt=xt)
-    t = _steps(sched, t, xt)
+    x0, xt, t, dtype = _check_q_posterior(sched, x0, xt, t)
     nd = xt.ndim
-    mean = _at(sched.posterior_mean_coef_x0, t, nd) * sched.input_scale * x0 + _at(sched.posterior_mean_coef_xt, t, nd) * xt
-    var = np.broadcast_to(_at(sched.posterior_variance, t, nd), xt.shape)
-    return np.asarray(mean).astype(dtype, copy=False), var.astype(dtype)
+    mean = at(sched.posterior_mean_coef_x0, t, nd) * sched.input_scale * x0 + at(sched.posterior_mean_coef_xt, t, nd) * xt
+    var = np.broadcast_to(at(sched.posterior_variance, t, nd), xt.shape)
+    return finite_as(mean, dtype, "q_posterior", "x0, xt"), finite_as(var, dtype, "q_posterior", "t")
 
 
 def predict_x0(sched: Schedule, xt, t, eps):
@@ -168,17 +114,10 @@ def predict_x0(sched: Schedule, xt, t, eps):
 
     Returned in data units (divided by b). No clipping here.
     """
-    _check_schedule(sched)
-    (xt, eps), dtype = _images(xt=xt, eps=eps)
-    t = _steps(sched, t, xt)
-    _check_recoverable(sched, t)
-    return (_predict_x0_scaled(sched, xt, t, eps) / sched.input_scale).astype(dtype, copy=False)
-
-
-def _predict_x0_scaled(sched, xt, t, eps):
-    """b·x̂_0 = x_t/√ᾱ_t − √(1/ᾱ_t − 1)·ε, float64 (inputs already checked)."""
+    xt, eps, t, dtype = _check_predict_x0(sched, xt, t, eps)
     nd = xt.ndim
-    return np.asarray(_at(sched.sqrt_recip_alpha_bars, t, nd) * xt - _at(sched.sqrt_recipm1_alpha_bars, t, nd) * eps)
+    x0_hat = (at(sched.sqrt_recip_alpha_bars, t, nd) * xt - at(sched.sqrt_recipm1_alpha_bars, t, nd) * eps) / sched.input_scale
+    return finite_as(x0_hat, dtype, "predict_x0", "xt, eps")
 
 
 # ------------------------------------------------------------------ the reverse process p_θ
@@ -193,26 +132,15 @@ def p_mean_variance(sched: Schedule, xt, t, eps, variance: str = "fixed_small", 
     by default; it is off by default here because Algorithm 2 has no clipping.
     Returns ``(mean, variance)``, both of the images' shape.
     """
-    _check_schedule(sched)
-    check_choice("variance", variance, VARIANCES)
-    (xt, eps), dtype = _images(xt=xt, eps=eps)
-    t = _steps(sched, t, xt)
-    return tuple(a.astype(dtype, copy=False) for a in _p_mean_variance(sched, xt, t, eps, variance, clip_x0))
-
-
-def _p_mean_variance(sched, xt, t, eps, variance, clip_x0):
-    """(mean, variance) in float64, inputs already checked."""
+    xt, eps, t, dtype = _check_p_mean_variance(sched, xt, t, eps, variance)
     nd = xt.ndim
-    _check_recoverable(sched, t)  # ᾱ_t > 0 also means α_t > 0: eq. 11 divides by both
+    mean = at(sched.sqrt_recip_alphas, t, nd) * (xt - at(sched.eps_coef, t, nd) * eps)           # eq. 11
+    var = at(sched.posterior_variance if variance == "fixed_small" else sched.betas, t, nd)     # σ_t²
     if clip_x0:
-        b = sched.input_scale
-        x0_scaled = np.clip(_predict_x0_scaled(sched, xt, t, eps), -b, b)   # clip x̂_0 to [−1, 1]
-        mean = _at(sched.posterior_mean_coef_x0, t, nd) * x0_scaled + _at(sched.posterior_mean_coef_xt, t, nd) * xt
-    else:
-        mean = _at(sched.sqrt_recip_alphas, t, nd) * (xt - _at(sched.eps_coef, t, nd) * eps)  # eq. 11
-    var_arr = sched.posterior_variance if variance == "fixed_small" else sched.betas
-    var = np.broadcast_to(np.asarray(_at(var_arr, t, nd), dtype=np.float64), xt.shape)
-    return np.asarray(mean, dtype=np.float64), var
+        x0_clipped = np.clip(predict_x0(sched, xt, t, eps), -1.0, 1.0)
+        mean = q_posterior(sched, x0_clipped, xt, t)[0]                                          # μ̃_t(x_t, clip(x̂_0))
+    return (finite_as(mean, dtype, "p_mean_variance", "xt, eps"),
+            finite_as(np.broadcast_to(var, xt.shape), dtype, "p_mean_variance", "t"))
 
 
 def ddpm_step(sched: Schedule, xt, t, eps, z, variance: str = "fixed_small", clip_x0: bool = False):
@@ -224,18 +152,11 @@ def ddpm_step(sched: Schedule, xt, t, eps, z, variance: str = "fixed_small", cli
     every t is 1). σ_t² = β̃_t ("fixed_small") or β_t ("fixed_large"). ``clip_x0`` is off by
     default because Algorithm 2 has none (see ``p_mean_variance``). At t = 1 the result is b·x̂_0.
     """
-    _check_schedule(sched)
-    check_choice("variance", variance, VARIANCES)
-    t_checked = check_timesteps(t, sched.T)
-    if z is None:
-        if np.any(np.asarray(t_checked) != 1):
-            raise ValueError("z (the noise of Algorithm 2) must be given where t > 1; only t = 1 adds no noise")
-        z = _zeros_like(xt)
-    (xt, eps, z), dtype = _images(xt=xt, eps=eps, z=z)
-    t = _steps(sched, t, xt)
-    mean, var = _p_mean_variance(sched, xt, t, eps, variance, clip_x0)
-    nonzero = _at((np.arange(sched.T + 1) > 1).astype(np.float64), t, xt.ndim)   # 0 at t = 1
-    return (mean + nonzero * np.sqrt(var) * z).astype(dtype, copy=False)
+    xt, eps, z, t, dtype = _check_ddpm_step(sched, xt, t, eps, z, variance)
+    mean, var = p_mean_variance(sched, xt, t, eps, variance, clip_x0)       # float64, as the checked inputs are
+    no_noise_at_1 = per_example(np.asarray(t) > 1, xt.ndim)                  # 0 where t = 1
+    x_prev = mean + no_noise_at_1 * np.sqrt(var) * z
+    return finite_as(x_prev, dtype, "ddpm_step", "xt, eps, z")
 
 
 def ddim_sigma(sched: Schedule, t, t_prev, eta: float = 0.0):
@@ -246,25 +167,10 @@ def ddim_sigma(sched: Schedule, t, t_prev, eta: float = 0.0):
     ᾱ_0 = 1, so σ = 0 when t_prev = 0. With η = 1 and t_prev = t − 1, σ² = β̃_t. Returns float64
     (a float, or an array (N,) when t or t_prev is an array).
     """
-    _check_schedule(sched)
-    t = check_timesteps(t, sched.T)
-    t_prev = check_timesteps(t_prev, sched.T, lowest=0, name="t_prev")
-    eta = _check_eta(eta)
-    if np.any(np.asarray(t_prev) >= np.asarray(t)):
-        raise ValueError("t_prev must be smaller than t (DDIM steps go from t down to t_prev, 0 <= t_prev < t)")
-    return _ddim_sigma(sched, t, t_prev, eta)
-
-
-def _ddim_sigma(sched, t, t_prev, eta):
+    t, t_prev, eta = _check_ddim_sigma(sched, t, t_prev, eta)
     ab_t, ab_prev = sched.alpha_bars[t], sched.alpha_bars[t_prev]
     sigma = eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab_t)) * np.sqrt(1.0 - ab_t / ab_prev)
     return sigma if isinstance(sigma, np.ndarray) else float(sigma)
-
-
-def _check_eta(eta) -> float:
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not np.isfinite(eta) or eta < 0:
-        raise ValueError(f"eta must be a finite number >= 0 (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
-    return float(eta)
 
 
 def ddim_step(sched: Schedule, xt, t, t_prev, eps, eta: float = 0.0, z=None, clip_x0: bool = False):
@@ -278,40 +184,23 @@ def ddim_step(sched: Schedule, xt, t, t_prev, eps, eta: float = 0.0, z=None, cli
     with σ_t from ``ddim_sigma`` (eq. 16). t in 1..T, t_prev in 0..t−1 (ints or arrays (N,));
     t_prev = 0 means ᾱ = 1, so the last step returns the predicted (b·)x_0. η = 0 is deterministic
     (z unused); η > 0 needs z. η = 1 with t_prev = t − 1 is the DDPM step with σ_t² = β̃_t.
-    ``clip_x0`` (off by default) clips the predicted x_0 to [−1, 1].
+
+    ``clip_x0`` (off by default) clips the predicted x_0 to [−1, 1] **and** replaces ε_θ in the
+    direction term by the ε that the clipped x̂_0 implies, ε = (x_t − √ᾱ_t·x̂_0)/√(1 − ᾱ_t). That is
+    diffusers' ``DDIMScheduler.step`` with ``use_clipped_model_output=True``; by default diffusers
+    clips x̂_0 (``clip_sample=True``) but keeps the model's own ε in the direction term.
     """
-    _check_schedule(sched)
-    eta = _check_eta(eta)
-    if z is None:
-        if eta > 0:
-            raise ValueError("z must be given when eta > 0 (the step adds sigma_t * z)")
-        z = _zeros_like(xt)
-    (xt, eps, z), dtype = _images(xt=xt, eps=eps, z=z)
-    t = _steps(sched, t, xt)
-    t_prev = _steps(sched, t_prev, xt, name="t_prev", lowest=0)
-    if np.any(np.asarray(t_prev) >= np.asarray(t)):
-        raise ValueError("t_prev must be smaller than t (DDIM steps go from t down to t_prev, 0 <= t_prev < t)")
-    _check_recoverable(sched, t)
+    xt, eps, z, t, t_prev, eta, dtype = _check_ddim_step(sched, xt, t, t_prev, eps, eta, z)
     nd = xt.ndim
-    sigma = _ddim_sigma(sched, t, t_prev, eta)
-    ab_prev = sched.alpha_bars[t_prev]
-    dir_var = 1.0 - ab_prev - np.asarray(sigma) ** 2          # 1 − ᾱ_prev − σ²
-    if np.any(dir_var < -1e-12):
-        raise ValueError(f"eta={eta} is too large for this step: 1 - alpha_bar_prev - sigma^2 < 0")
-    x0_scaled = _predict_x0_scaled(sched, xt, t, eps)
+    sigma = per_example(ddim_sigma(sched, t, t_prev, eta), nd)                           # eq. 16
+    ab_prev = at(sched.alpha_bars, t_prev, nd)
+    x0_pred = sched.input_scale * predict_x0(sched, xt, t, eps)                          # predicted (b·)x_0
     if clip_x0:
-        x0_scaled = np.clip(x0_scaled, -sched.input_scale, sched.input_scale)
-        # the direction term uses the ε consistent with the clipped x̂_0 (as diffusers/DDIM do)
-        eps = (xt - _at(sched.sqrt_alpha_bars, t, nd) * x0_scaled) / _at(sched.sqrt_one_minus_alpha_bars, t, nd)
-
-    def per_example(v):
-        v = np.asarray(v, dtype=np.float64)
-        return v.reshape(v.shape + (1,) * (nd - 1)) if v.ndim else np.float64(v)
-
-    x_prev = (per_example(np.sqrt(ab_prev)) * x0_scaled
-              + per_example(np.sqrt(np.maximum(dir_var, 0.0))) * eps
-              + per_example(sigma) * z)
-    return np.asarray(x_prev).astype(dtype, copy=False)
+        x0_pred = np.clip(x0_pred, -sched.input_scale, sched.input_scale)
+        eps = (xt - at(sched.sqrt_alpha_bars, t, nd) * x0_pred) / at(sched.sqrt_one_minus_alpha_bars, t, nd)
+    direction = np.sqrt(np.maximum(1.0 - ab_prev - sigma ** 2, 0.0)) * eps               # ≥ 0 up to rounding
+    x_prev = np.sqrt(ab_prev) * x0_pred + direction + sigma * z                          # eq. 12
+    return finite_as(x_prev, dtype, "ddim_step", "xt, eps, z")
 
 
 # ------------------------------------------------------------------ the training objective
@@ -321,19 +210,127 @@ def loss_simple(eps, eps_pred) -> float:
     .. math::  L_\text{simple} = \frac{1}{M}\sum_{j=1}^{M} \big(\epsilon_j - \epsilon_\theta(x_t, t)_j\big)^2
 
     (M = number of elements; the paper's expectation over t, x_0, ε is the batch average).
-    Returns a Python float, computed in float64.
+    Returns a Python float, computed in float64 in a scaled form, (2s)²·mean((d/2s)²) with
+    d = ε_θ − ε and s = max|d/2|, so that squaring large but finite values does not overflow; a
+    loss beyond float64's range raises ``ValueError``.
     """
-    (eps, eps_pred), _ = _images(eps=eps, eps_pred=eps_pred)
-    if eps.size == 0:
-        raise ValueError("eps and eps_pred are empty; L_simple needs at least one element")
-    diff = eps_pred.astype(np.float64) - eps.astype(np.float64)
-    return float(np.mean(diff * diff))
+    eps, eps_pred, _ = _check_loss_simple(eps, eps_pred)
+    half_diff = 0.5 * eps_pred - 0.5 * eps                       # d/2, which cannot overflow
+    s = max(float(np.max(np.abs(half_diff))), np.finfo(np.float64).tiny)
+    loss = 4.0 * s * (s * float(np.mean((half_diff / s) ** 2)))  # = mean(d²), eq. 14 (Python floats: inf, no warning)
+    return float(finite_as(loss, np.float64, "loss_simple", "eps, eps_pred"))
 
 
 def loss_simple_grad(eps, eps_pred):
     r"""∂L_simple/∂ε_θ = 2(ε_θ − ε)/M, with the dtype of ``eps_pred`` (checked by finite differences)."""
-    (eps, eps_pred), _ = _images(eps=eps, eps_pred=eps_pred)
+    eps, eps_pred, grad_dtype = _check_loss_simple(eps, eps_pred)
+    grad = (4.0 / eps.size) * (0.5 * eps_pred - 0.5 * eps)      # 2(ε_θ − ε)/M, without overflow in ε_θ − ε
+    return finite_as(grad, grad_dtype, "loss_simple_grad", "eps, eps_pred")
+
+
+# ------------------------------------------------------------------ argument checks, one per public function
+# Each returns the arguments converted (images as float64, t as int or int64 array) and the dtype
+# of the result; everything that can be wrong with an argument raises ValueError here, naming it.
+def _float64(*arrays):
+    return [a.astype(np.float64, copy=False) for a in arrays]
+
+
+def _check_q_step(sched, x_prev, t, noise):
+    check_schedule(sched)
+    (x_prev, noise), dtype = images(x_prev=x_prev, noise=noise)
+    t = steps(sched, t, x_prev)
+    return (*_float64(x_prev, noise), t, dtype)
+
+
+def _check_q_sample(sched, x0, t, noise):
+    check_schedule(sched)
+    (x0, noise), dtype = images(x0=x0, noise=noise)
+    t = steps(sched, t, x0)
+    return (*_float64(x0, noise), t, dtype)
+
+
+def _check_q_posterior(sched, x0, xt, t):
+    check_schedule(sched)
+    (x0, xt), dtype = images(x0=x0, xt=xt)
+    t = steps(sched, t, xt)
+    return (*_float64(x0, xt), t, dtype)
+
+
+def _check_predict_x0(sched, xt, t, eps):
+    check_schedule(sched)
+    (xt, eps), dtype = images(xt=xt, eps=eps)
+    t = steps(sched, t, xt)
+    check_recoverable(sched, t)
+    return (*_float64(xt, eps), t, dtype)
+
+
+def _check_p_mean_variance(sched, xt, t, eps, variance):
+    check_choice("variance", variance, VARIANCES)
+    return _check_predict_x0(sched, xt, t, eps)   # ᾱ_t > 0 also means α_t > 0: eq. 11 divides by both
+
+
+def _check_ddpm_step(sched, xt, t, eps, z, variance):
+    check_schedule(sched)
+    check_choice("variance", variance, VARIANCES)
+    if z is None:
+        if np.any(np.asarray(check_timesteps(t, sched.T)) != 1):
+            raise ValueError("z (the noise of Algorithm 2) must be given where t > 1; only t = 1 adds no noise")
+        z = _zeros_like(xt)
+    (xt, eps, z), dtype = images(xt=xt, eps=eps, z=z)
+    t = steps(sched, t, xt)
+    check_recoverable(sched, t)
+    return (*_float64(xt, eps, z), t, dtype)
+
+
+def _check_eta(eta) -> float:
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not np.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be a finite number >= 0 (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
+    return float(eta)
+
+
+def _check_ddim_sigma(sched, t, t_prev, eta):
+    check_schedule(sched)
+    t = check_timesteps(t, sched.T)
+    t_prev = check_timesteps(t_prev, sched.T, lowest=0, name="t_prev")
+    eta = _check_eta(eta)
+    if isinstance(t, np.ndarray) and isinstance(t_prev, np.ndarray) and t.shape != t_prev.shape:
+        raise ValueError(f"t and t_prev must have the same length when both are arrays, got {t.shape} and {t_prev.shape}")
+    _check_t_prev_below_t(t, t_prev)
+    return t, t_prev, eta
+
+
+def _check_t_prev_below_t(t, t_prev) -> None:
+    if np.any(np.asarray(t_prev) >= np.asarray(t)):
+        raise ValueError("t_prev must be smaller than t (DDIM steps go from t down to t_prev, 0 <= t_prev < t)")
+
+
+def _check_ddim_step(sched, xt, t, t_prev, eps, eta, z):
+    check_schedule(sched)
+    eta = _check_eta(eta)
+    if z is None:
+        if eta > 0:
+            raise ValueError("z must be given when eta > 0 (the step adds sigma_t * z)")
+        z = _zeros_like(xt)
+    (xt, eps, z), dtype = images(xt=xt, eps=eps, z=z)
+    t = steps(sched, t, xt)
+    t_prev = steps(sched, t_prev, xt, name="t_prev", lowest=0)
+    _check_t_prev_below_t(t, t_prev)
+    check_recoverable(sched, t)
+    ab_prev, ab_t = sched.alpha_bars[t_prev], sched.alpha_bars[t]
+    sigma2 = eta ** 2 * (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev)
+    if np.any(1.0 - ab_prev - sigma2 < -1e-12):      # rounding may leave −1e-17 when η = 1
+        raise ValueError(f"eta={eta} is too large for this step: 1 - alpha_bar_prev - sigma^2 < 0")
+    return (*_float64(xt, eps, z), t, t_prev, eta, dtype)
+
+
+def _check_loss_simple(eps, eps_pred):
+    (eps, eps_pred), _ = images(eps=eps, eps_pred=eps_pred)
     if eps.size == 0:
         raise ValueError("eps and eps_pred are empty; L_simple needs at least one element")
-    grad = 2.0 * (eps_pred.astype(np.float64) - eps.astype(np.float64)) / eps.size
-    return grad.astype(eps_pred.dtype, copy=False)
+    return (*_float64(eps, eps_pred), eps_pred.dtype)     # the gradient takes eps_pred's dtype
+
+
+def _zeros_like(x) -> np.ndarray:
+    """Zeros standing in for unused noise, of x's shape and (float) dtype."""
+    x = np.asarray(x)
+    return np.zeros(x.shape, dtype=np.result_type(x.dtype, np.float32) if x.dtype.kind in "fiu" else np.float64)

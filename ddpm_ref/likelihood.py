@@ -19,12 +19,14 @@ import numbers
 import numpy as np
 
 from ddpm_ref._checks import check_finite
+from ddpm_ref._math_checks import finite_as
 
 __all__ = ["normal_kl", "discretized_gaussian_log_likelihood", "log_ndtr", "BIN_HALF_WIDTH"]
 
 BIN_HALF_WIDTH = 1.0 / 255.0   # the 256 levels of [−1, 1] are 2/255 apart
 _EDGE = 0.999                  # below −0.999 / above 0.999 means the first / last level
 _SQRT2 = math.sqrt(2.0)
+_LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -62,15 +64,19 @@ def normal_kl(mean1, logvar1, mean2, logvar2):
 
     Arguments are log variances (as in Ho et al.'s and improved-diffusion's ``normal_kl``) and
     broadcast against each other. Result dtype: float32 if all array inputs are float32.
+
+    The two ratios are formed as exponentials of log differences, ½σ₁²/σ₂² = exp(v₁ − v₂ − log 2)
+    and ½(μ₁ − μ₂)²/σ₂² = exp(2 log|μ₁ − μ₂| − v₂ − log 2), so that no intermediate overflows
+    (or becomes 0·∞) while the KL itself is representable; a KL beyond the result dtype's range
+    raises ``ValueError``.
     """
-    dtype = _result_dtype(mean1, logvar1, mean2, logvar2)
-    m1, v1, m2, v2 = (_real(n, a) for n, a in
-                      (("mean1", mean1), ("logvar1", logvar1), ("mean2", mean2), ("logvar2", logvar2)))
-    _broadcast(mean1=m1, logvar1=v1, mean2=m2, logvar2=v2)
-    with np.errstate(over="ignore", invalid="ignore"):  # a variance ratio beyond 1e308: +∞ (never 0·∞ = NaN)
-        sq = np.where(m1 == m2, 0.0, (m1 - m2) ** 2 * np.exp(-v2))
-        kl = 0.5 * (-1.0 + v2 - v1 + np.exp(v1 - v2) + sq)
-    return np.asarray(kl).astype(dtype, copy=False)
+    m1, v1, m2, v2, dtype = _check_normal_kl(mean1, logvar1, mean2, logvar2)
+    with np.errstate(divide="ignore", over="ignore"):        # log 0 = −∞ and exp(−∞) = 0 where μ₁ = μ₂
+        log_abs_dmean = np.log(np.abs(0.5 * m1 - 0.5 * m2)) + _LOG2      # log|μ₁ − μ₂|, without overflow
+        var_ratio_half = np.exp(v1 - v2 - _LOG2)                          # ½σ₁²/σ₂²
+        mean_term_half = np.exp(2.0 * log_abs_dmean - v2 - _LOG2)         # ½(μ₁ − μ₂)²/σ₂²
+        kl = -0.5 + 0.5 * v2 - 0.5 * v1 + var_ratio_half + mean_term_half
+    return finite_as(kl, dtype, "normal_kl", "mean1, logvar1, mean2, logvar2")
 
 
 def log_ndtr(x) -> np.ndarray:
@@ -81,8 +87,15 @@ def log_ndtr(x) -> np.ndarray:
     * x ≤ −20: the asymptotic series (``_log_mills_series``)
       log Φ(x) = −x²/2 − log(−x) − ½ log 2π + log(1 − 1/x² + 3/x⁴ − 15/x⁶ + …), truncated after
       the 1/x¹⁶ term (error below 1e-15 at x = −20).
+
+    Below x ≈ −1.9e154, log Φ(x) < −1.8e308 is not a float64 and ``ValueError`` is raised.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = _check_log_ndtr(x)
+    return finite_as(_log_ndtr(x), np.float64, "log_ndtr", "x")
+
+
+def _log_ndtr(x: np.ndarray) -> np.ndarray:
+    """log Φ(x) for a float64 array (−∞ where it underflows); the internal, unchecked version."""
     out = np.empty(x.shape)
     hi, lo = x > 0, x <= -20
     mid = ~hi & ~lo
@@ -139,12 +152,12 @@ def _log_normal_bin(m: np.ndarray, w: np.ndarray) -> np.ndarray:
     left = finite & ~narrow & ~straddle
     far = left & (b <= -20)
     near = left & ~far
-    la, lb = log_ndtr(a[near]), log_ndtr(b[near])
+    la, lb = _log_ndtr(a[near]), _log_ndtr(b[near])
     out[near] = lb + _log1mexp(la - lb)
     af, bf, wf = a[far], b[far], w[far]
     with np.errstate(over="ignore"):
         diff = wf * m[far] + np.log1p(wf / af) + _log_mills_series(af) - _log_mills_series(bf)   # log Φ(a) − log Φ(b)
-    out[far] = log_ndtr(bf) + _log1mexp(np.minimum(diff, 0.0))
+    out[far] = _log_ndtr(bf) + _log1mexp(np.minimum(diff, 0.0))
     return out
 
 
@@ -166,8 +179,36 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale):
             [−700, 700] so that σ is a representable float64.
     Returns: log-probabilities, x's shape; float32 if x, mean and log_scale are all float32.
     """
-    dtype = _result_dtype(x, mean, log_scale)
-    x, mean, log_scale = _real("x", x), _real("mean", mean), _real("log_scale", log_scale)
+    x, mean, log_scale, dtype = _check_discretized_gaussian_log_likelihood(x, mean, log_scale)
+    inv_stdv = np.exp(-log_scale)
+    with np.errstate(over="ignore"):                      # ±∞ beyond 1e308 σ: log p = −∞ there (raised below)
+        plus_in = inv_stdv * (x - mean + BIN_HALF_WIDTH)  # (δ₊ − μ)/σ
+        min_in = inv_stdv * (x - mean - BIN_HALF_WIDTH)   # (δ₋ − μ)/σ
+        mid_in = inv_stdv * (x - mean)                    # (x − μ)/σ, the bin's centre
+    low, high = x < -_EDGE, x > _EDGE
+    inner = ~low & ~high
+    log_p = np.empty(x.shape)
+    log_p[low] = _log_ndtr(plus_in[low])                  # log Φ(δ₊), first bin (−∞, x + 1/255]
+    log_p[high] = _log_ndtr(-min_in[high])                # log(1 − Φ(δ₋)), last bin [x − 1/255, ∞)
+    log_p[inner] = _log_normal_bin(mid_in[inner], 2.0 * BIN_HALF_WIDTH * inv_stdv[inner])   # width (δ₊ − δ₋)/σ
+    return finite_as(log_p, dtype, "discretized_gaussian_log_likelihood", "x, mean, log_scale")
+
+
+# ------------------------------------------------------------------ argument checks, one per public function
+def _check_normal_kl(mean1, logvar1, mean2, logvar2):
+    arrays = {n: _real(n, a) for n, a in (("mean1", mean1), ("logvar1", logvar1), ("mean2", mean2), ("logvar2", logvar2))}
+    _broadcast(**arrays)
+    return (*arrays.values(), _result_dtype(mean1, logvar1, mean2, logvar2))
+
+
+def _check_log_ndtr(x) -> np.ndarray:
+    return _real("x", x)
+
+
+def _check_discretized_gaussian_log_likelihood(x, mean, log_scale):
+    checked = _real("x", x), _real("mean", mean), _real("log_scale", log_scale)
+    dtype = _result_dtype(x, mean, log_scale)             # of the arguments as given, once they are known to be real
+    x, mean, log_scale = checked
     if x.shape != mean.shape:
         raise ValueError(f"x and mean must have the same shape, got x {x.shape}, mean {mean.shape}")
     _broadcast(x=x, log_scale=log_scale)
@@ -177,18 +218,4 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale):
         raise ValueError("x must lie in [-1, 1] (data on the 256-level grid); scale images to [-1, 1] first")
     if np.any(np.abs(log_scale) > 700):
         raise ValueError("log_scale must lie in [-700, 700] (sigma = exp(log_scale) must be a finite, nonzero float64)")
-    log_scale = np.broadcast_to(log_scale, x.shape)
-    centered = x - mean
-    inv_stdv = np.exp(-log_scale)
-    with np.errstate(over="ignore"):                      # ±∞ beyond 1e308 σ: log p = −∞ there
-        plus_in = inv_stdv * (centered + BIN_HALF_WIDTH)  # (δ₊ − μ)/σ
-        min_in = inv_stdv * (centered - BIN_HALF_WIDTH)   # (δ₋ − μ)/σ
-        mid_in = inv_stdv * centered                      # (x − μ)/σ, the bin's centre
-    low, high = x < -_EDGE, x > _EDGE
-    inner = ~low & ~high
-    out = np.empty(x.shape)
-    out[low] = log_ndtr(plus_in[low])                     # log Φ(δ₊), first bin (−∞, x + 1/255]
-    out[high] = log_ndtr(-min_in[high])                   # log(1 − Φ(δ₋)), last bin [x − 1/255, ∞)
-    width = 2.0 * BIN_HALF_WIDTH * inv_stdv[inner]        # (δ₊ − δ₋)/σ, finite since |log σ| ≤ 700
-    out[inner] = _log_normal_bin(mid_in[inner], width)
-    return out.astype(dtype, copy=False)
+    return x, mean, np.broadcast_to(log_scale, x.shape), dtype

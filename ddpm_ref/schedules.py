@@ -118,7 +118,10 @@ class Schedule:
 
     def __post_init__(self):
         T = check_positive_int("T", self.T)
-        betas = np.asarray(self.betas, dtype=np.float64)
+        betas = np.asarray(self.betas)
+        if betas.dtype == bool or not np.issubdtype(betas.dtype, np.number) or np.iscomplexobj(betas):
+            raise ValueError(f"betas must be real numbers, got dtype {betas.dtype}")
+        betas = betas.astype(np.float64)
         if betas.shape != (T + 1,):
             raise ValueError(f"betas must have shape (T + 1,) = ({T + 1},), indexed by t, got {betas.shape}")
         if betas[0] != 0.0:
@@ -144,7 +147,7 @@ class Schedule:
     def from_betas(cls, betas, *, name: str = "custom", input_scale: float = 1.0) -> "Schedule":
         """A schedule from β_1..β_T (length T; β_0 = 0 is prepended). Each β must lie in (0, 1]."""
         arr = np.asarray(betas)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or arr.ndim != 1 or arr.size < 1:
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr) or arr.ndim != 1 or arr.size < 1:
             raise ValueError(f"betas must be a non-empty 1-D array of β_1..β_T, got shape {arr.shape}, dtype {arr.dtype}")
         arr = arr.astype(np.float64)
         _check_betas(arr)
@@ -159,12 +162,12 @@ def _check_betas(betas: np.ndarray) -> None:
     """β_1..β_T must be finite and in (0, 1] (Ho et al.'s `assert (betas > 0).all() and (betas <= 1).all()`)."""
     if not np.all(np.isfinite(betas)):
         raise ValueError("betas hold NaN or infinite values; each β_t must be in (0, 1]")
-    bad = (betas <= 0) | (betas > 1)
+    bad = (betas <= 0) | (betas > 1) | (1.0 - betas == 1.0)   # the last: β_t below float64's resolution at 1
     if bad.any():
         t = int(np.argmax(bad)) + 1
         raise ValueError(
-            f"betas must lie in (0, 1] for t = 1..T; beta_{t} = {betas[t - 1]!r} "
-            f"({int(bad.sum())} value(s) outside)"
+            f"betas must lie in (0, 1] for t = 1..T, and be at least 1.2e-16 so that 1 - beta_t < 1 in float64; "
+            f"beta_{t} = {float(betas[t - 1])!r} ({int(bad.sum())} value(s) outside)"
         )
 
 
@@ -202,6 +205,68 @@ def _derived_arrays(betas: np.ndarray) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # Chen 2023, "On the importance of noise scheduling for diffusion models": γ(t) on t ∈ [0, 1].
 # --------------------------------------------------------------------------------------------
+def gamma_linear(t):
+    r"""Chen 2023's linear γ(t) = 1 − t, clipped to [1e-9, 1]. γ plays the role of ᾱ at t ∈ [0, 1]."""
+    t = _check_unit_time(t)
+    return np.clip(1.0 - t, GAMMA_MIN, 1.0)
+
+
+def gamma_cosine(t, start: float = 0.0, end: float = 1.0, tau: float = 1.0):
+    r"""Chen 2023's cosine γ(t), clipped to [1e-9, 1].
+
+    .. math::
+
+        \gamma(t) = \frac{v_{end} - v_u}{v_{end} - v_{start}}
+                  = \frac{v_u}{v_{start}} \cdot \frac{1 - v_{end}/v_u}{1 - v_{end}/v_{start}},
+        \qquad v_s = \cos(s\pi/2)^{2\tau}, \quad u = t(end - start) + start
+
+    Needs 0 ≤ start < end ≤ 1 and τ > 0. start = 0, end = 1, τ = 1 gives cos²(tπ/2), which is
+    Nichol & Dhariwal's cosine without their offset s. Computed in the second form, with the ratios
+    v_a/v_b = exp(2τ(log cos(aπ/2) − log cos(bπ/2))) and 1 − e^x as −expm1(x): the first form is
+    0/0 when v_start and v_end both round to 1 (τ = 1e-310) or both to 0 (large τ).
+    """
+    t, start, end, tau = _check_gamma_cosine(t, start, end, tau)
+
+    def log_ratio(a, b):                                  # log(v_a / v_b), finite or −∞ (τ huge)
+        return tau * (2.0 * (_log_cos_half_pi(a) - _log_cos_half_pi(b)))
+
+    u = np.clip(t * (end - start) + start, start, end)    # rounding must not put u past end
+    g = np.exp(log_ratio(u, start)) * -np.expm1(log_ratio(end, u)) / -np.expm1(log_ratio(end, start))
+    return np.clip(g, GAMMA_MIN, 1.0)
+
+
+def gamma_sigmoid(t, start: float = -3.0, end: float = 3.0, tau: float = 1.0):
+    r"""Chen 2023's sigmoid γ(t), clipped to [1e-9, 1].
+
+    .. math::
+
+        \gamma(t) = \frac{\sigma(E) - \sigma(X)}{\sigma(E) - \sigma(S)}
+                  = \frac{1 + e^{S}}{1 + e^{X}} \cdot \frac{1 - e^{X - E}}{1 - e^{S - E}},
+        \qquad S = \frac{start}{\tau},\ E = \frac{end}{\tau},\ X = \frac{t(end - start) + start}{\tau}
+
+    Needs start < end and τ > 0. Larger τ makes the middle flatter (more steps at mid noise).
+    Computed in the second form, (1 + e^S)/(1 + e^X) = exp(softplus(S) − softplus(X)) and 1 − e^x
+    = −expm1(x): the first is 0/0 when σ saturates (σ(48) = σ(64) = 1.0 in float64).
+    """
+    t, S, E = _check_gamma_sigmoid(t, start, end, tau)
+    X = np.clip((1.0 - t) * S + t * E, S, E)              # t(E − S) + S, which cannot overflow this way
+    g = np.exp(np.logaddexp(0.0, S) - np.logaddexp(0.0, X)) * -np.expm1(X - E) / -np.expm1(S - E)
+    return np.clip(g, GAMMA_MIN, 1.0)
+
+
+def logsnr(gamma):
+    r"""log SNR = log(γ/(1 − γ)) for γ (or ᾱ_t) in [0, 1]; +∞ at γ = 1, −∞ at γ = 0."""
+    g = _check_logsnr(gamma)
+    with np.errstate(divide="ignore"):
+        return np.log(g) - np.log1p(-g)
+
+
+def _log_cos_half_pi(s):
+    """log cos(sπ/2) for s in [0, 1]; finite, since cos(π/2) is 6.1e-17 in float64, not 0."""
+    return np.log(np.cos(np.asarray(s, dtype=np.float64) * np.pi / 2))
+
+
+# ------------------------------------------------------------------ their argument checks
 def _check_unit_time(t) -> np.ndarray:
     arr = np.asarray(t)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
@@ -220,68 +285,41 @@ def _check_real(name: str, value, *, positive: bool = False) -> float:
     return float(value)
 
 
-def gamma_linear(t):
-    r"""Chen 2023's linear γ(t) = 1 − t, clipped to [1e-9, 1]. γ plays the role of ᾱ at t ∈ [0, 1]."""
-    return np.clip(1.0 - _check_unit_time(t), GAMMA_MIN, 1.0)
-
-
-def gamma_cosine(t, start: float = 0.0, end: float = 1.0, tau: float = 1.0):
-    r"""Chen 2023's cosine γ(t), clipped to [1e-9, 1].
-
-    .. math::
-
-        \gamma(t) = \frac{v_{end} - \cos\big((t(end - start) + start)\,\pi/2\big)^{2\tau}}{v_{end} - v_{start}},
-        \qquad v_s = \cos(s\pi/2)^{2\tau}
-
-    Needs 0 ≤ start < end ≤ 1 and τ > 0. start = 0, end = 1, τ = 1 gives cos²(tπ/2), which is
-    Nichol & Dhariwal's cosine without their offset s.
-    """
+def _check_gamma_cosine(t, start, end, tau):
     t = _check_unit_time(t)
     start, end = _check_real("start", start), _check_real("end", end)
     tau = _check_real("tau", tau, positive=True)
     if not 0.0 <= start < end <= 1.0:
         raise ValueError(f"gamma_cosine needs 0 <= start < end <= 1, got start={start}, end={end}")
-
-    def v(s):
-        return np.maximum(np.cos(s * np.pi / 2), 0.0) ** (2 * tau)  # cos(π/2) is 6e-17, not 0
-
-    g = (v(end) - v(t * (end - start) + start)) / (v(end) - v(start))
-    return np.clip(g, GAMMA_MIN, 1.0)
+    if -np.expm1(tau * (2.0 * (_log_cos_half_pi(end) - _log_cos_half_pi(start)))) <= 0:   # 1 − v_end/v_start
+        raise ValueError(f"gamma_cosine: cos(start*pi/2)^(2*tau) and cos(end*pi/2)^(2*tau) are equal in float64 "
+                         f"for start={start}, end={end}, tau={tau}, so gamma is 0/0; use a larger tau or end - start")
+    return t, start, end, tau
 
 
-def gamma_sigmoid(t, start: float = -3.0, end: float = 3.0, tau: float = 1.0):
-    r"""Chen 2023's sigmoid γ(t), clipped to [1e-9, 1].
-
-    .. math::
-
-        \gamma(t) = \frac{v_{end} - \sigma\big((t(end - start) + start)/\tau\big)}{v_{end} - v_{start}},
-        \qquad v_s = \sigma(s/\tau)
-
-    Needs start < end and τ > 0. Larger τ makes the middle flatter (more steps at mid noise).
-    """
+def _check_gamma_sigmoid(t, start, end, tau):
+    """t, and S = start/τ, E = end/τ (finite and distinct in float64)."""
     t = _check_unit_time(t)
     start, end = _check_real("start", start), _check_real("end", end)
     tau = _check_real("tau", tau, positive=True)
     if not start < end:
         raise ValueError(f"gamma_sigmoid needs start < end, got start={start}, end={end}")
+    with np.errstate(over="ignore", under="ignore"):
+        S, E = np.float64(start) / tau, np.float64(end) / tau
+    if not (np.isfinite(S) and np.isfinite(E) and S < E):
+        raise ValueError(f"gamma_sigmoid needs start/tau < end/tau, both finite in float64; got start={start}, "
+                         f"end={end}, tau={tau} (start/tau = {S}, end/tau = {E}): use a tau closer to end - start")
+    return t, float(S), float(E)
 
-    def v(s):
-        return _sigmoid(s / tau)
 
-    g = (v(end) - v((t * (end - start) + start))) / (v(end) - v(start))
-    return np.clip(g, GAMMA_MIN, 1.0)
-
-
-def logsnr(gamma):
-    r"""log SNR = log(γ/(1 − γ)) for γ (or ᾱ_t) in [0, 1]; +∞ at γ = 1, −∞ at γ = 0."""
+def _check_logsnr(gamma) -> np.ndarray:
     g = np.asarray(gamma)
-    if g.dtype == bool or not np.issubdtype(g.dtype, np.number):
+    if g.dtype == bool or not np.issubdtype(g.dtype, np.number) or np.iscomplexobj(g):
         raise ValueError(f"gamma must be real numbers in [0, 1], got dtype {g.dtype}")
     g = g.astype(np.float64)
     if not np.all(np.isfinite(g)) or np.any((g < 0) | (g > 1)):
         raise ValueError("gamma must be finite and in [0, 1] (a signal fraction, like ᾱ_t)")
-    with np.errstate(divide="ignore"):
-        return np.log(g) - np.log1p(-g)
+    return g
 
 
 def _sigmoid(x):
@@ -352,8 +390,17 @@ def make_schedule(name: str, T: int, **params) -> Schedule:
         ValueError: unknown name (the message lists the valid ones), T not an integer >= 1,
             unknown or non-finite parameters, or any β_t outside (0, 1].
     """
+    T, p, input_scale = _check_make_schedule(name, T, params)
+    betas = _family_betas(name, T, p)
+    _check_family_betas(name, T, p, betas)
+    return Schedule(name=name, T=T, betas=np.concatenate([[0.0], betas]), input_scale=input_scale, params=p)
+
+
+def _check_make_schedule(name, T, params):
+    """T as an int, the family's parameters with their defaults filled in, and the input scale."""
     check_choice("name", name, SCHEDULE_NAMES)
     T = check_positive_int("T", T)
+    params = dict(params)
     input_scale = params.pop("input_scale", 1.0)
     allowed = SCHEDULE_DEFAULTS[name]
     unknown = sorted(set(params) - set(allowed))
@@ -362,6 +409,17 @@ def make_schedule(name: str, T: int, **params) -> Schedule:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for schedule {name!r}; valid: {valid}")
     p = {**allowed, **params}
     _check_params(name, p)
-    betas = _family_betas(name, T, p)
-    _check_betas(betas)
-    return Schedule(name=name, T=T, betas=np.concatenate([[0.0], betas]), input_scale=input_scale, params=p)
+    if name == "sigmoid":
+        _check_gamma_sigmoid(0.0, p["start"], p["end"], p["tau"])
+    if name == "cosine_chen":
+        _check_gamma_cosine(0.0, p["start"], p["end"], p["tau"])
+    return T, p, input_scale
+
+
+def _check_family_betas(name, T, p, betas) -> None:
+    """The βs that valid-looking parameters produced must still be valid (e.g. γ may be flat, giving β = 0)."""
+    try:
+        _check_betas(betas)
+    except ValueError as e:
+        given = ", ".join(f"{k}={v!r}" for k, v in p.items())
+        raise ValueError(f"schedule {name!r} with T={T} and {given} gives invalid betas: {e}") from None

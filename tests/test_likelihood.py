@@ -146,43 +146,95 @@ def test_property_always_a_distribution(mean, log_scale):
 # ------------------------------------------------------------------ bad input
 def test_bad_input():
     ok = np.zeros(3)
-    with pytest.raises(ValueError, match="x"):
-        discretized_gaussian_log_likelihood(np.array([0.0, 1.5, 0.0]), ok, 0.0)
-    with pytest.raises(ValueError, match="mean"):
-        discretized_gaussian_log_likelihood(ok, np.array([0.0, np.nan, 0.0]), 0.0)
-    with pytest.raises(ValueError, match="log_scale"):
-        discretized_gaussian_log_likelihood(ok, ok, np.inf)
-    with pytest.raises(ValueError, match="log_scale"):
-        discretized_gaussian_log_likelihood(ok, ok, 800.0)
-    with pytest.raises(ValueError, match="shape"):
-        discretized_gaussian_log_likelihood(ok, np.zeros(4), 0.0)
-    with pytest.raises(ValueError, match="log_scale"):
-        discretized_gaussian_log_likelihood(ok, ok, np.zeros(4))
-    with pytest.raises(ValueError, match="logvar2"):
-        normal_kl(0.0, 0.0, 0.0, np.nan)
-    with pytest.raises(ValueError, match="mean1"):
-        normal_kl(np.array([np.inf]), 0.0, 0.0, 0.0)
-    with pytest.raises(ValueError, match="broadcast"):
-        normal_kl(np.zeros(3), np.zeros(4), 0.0, 0.0)
+    cases = [
+        (lambda: discretized_gaussian_log_likelihood(np.array([0.0, 1.5, 0.0]), ok, 0.0), r"x must lie in \[-1, 1\]"),
+        (lambda: discretized_gaussian_log_likelihood(ok, np.array([0.0, np.nan, 0.0]), 0.0), "mean holds 1 NaN"),
+        (lambda: discretized_gaussian_log_likelihood(ok, ok, np.inf), "log_scale holds 1 NaN or infinite"),
+        (lambda: discretized_gaussian_log_likelihood(ok, ok, 800.0), r"log_scale must lie in \[-700, 700\]"),
+        (lambda: discretized_gaussian_log_likelihood(ok, np.zeros(4), 0.0), r"x and mean must have the same shape"),
+        (lambda: discretized_gaussian_log_likelihood(ok, ok, np.zeros(4)), r"shapes do not broadcast together: x \(3,\), log_scale \(4,\)"),
+        (lambda: discretized_gaussian_log_likelihood(ok, ok, np.zeros((2, 3))), r"log_scale \(2, 3\) must broadcast to the shape of x"),
+        (lambda: discretized_gaussian_log_likelihood(ok, ok.astype(complex), 0.0), "mean must be real numbers"),
+        (lambda: normal_kl(0.0, 0.0, 0.0, np.nan), "logvar2 holds 1 NaN"),
+        (lambda: normal_kl(np.array([np.inf]), 0.0, 0.0, 0.0), "mean1 holds 1 NaN or infinite"),
+        (lambda: normal_kl(np.zeros(3), np.zeros(4), 0.0, 0.0), r"shapes do not broadcast together: mean1 \(3,\), logvar1 \(4,\)"),
+        (lambda: normal_kl(None, 0.0, 0.0, 0.0), "mean1 must be a numeric array"),
+    ]
+    for call, complaint in cases:
+        with pytest.raises(ValueError, match=complaint):
+            call()
 
 
 @settings(max_examples=60, deadline=None)
 @given(mean=st.floats(-1e300, 1e300), log_scale=st.floats(-700, 700))
-def test_property_never_nan_even_at_extremes(mean, log_scale):
-    """A far-off mean with a tiny σ overflows (δ − μ)/σ; the answer is then −∞ (or 0), never NaN."""
+def test_property_finite_or_a_clear_error_at_extremes(mean, log_scale):
+    """A far-off mean with a tiny σ makes log p of some bins below −1.8e308 (not a float64): that raises a
+    ValueError naming the arguments; otherwise every bin is finite and the bins form a distribution."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")                 # no overflow/invalid warnings either
-        lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
-    assert not np.any(np.isnan(lp)) and np.all(lp <= 0)
-    assert np.any(np.isfinite(lp))                      # some bin always holds the mass
+        try:
+            lp = discretized_gaussian_log_likelihood(GRID, np.full(256, mean), log_scale)
+        except ValueError as e:
+            assert "mean, log_scale" in str(e) and "range of float64" in str(e)
+            # only then is some bin's (x − μ)²/2σ² beyond 1e308 (the farthest level is |μ| + 1 away)
+            assert (abs(mean) + 1.0) * math.exp(-log_scale) > 1e150
+            return
+    assert np.all(np.isfinite(lp)) and np.all(lp <= 0)
 
 
-def test_normal_kl_extreme_variances_give_inf_not_nan():
+def test_discretized_likelihood_raises_where_log_p_underflows():
+    with pytest.raises(ValueError, match="discretized_gaussian_log_likelihood: the result exceeds the range"):
+        discretized_gaussian_log_likelihood(np.array([0.0]), np.array([1e200]), -10.0)
+
+
+def _kl_mpmath(m1, v1, m2, v2):
+    """The KL at 50 digits with mpmath's unbounded exponents (a test-only oracle)."""
+    mp = pytest.importorskip("mpmath").mp
+    mp.dps = 50
+    m1, v1, m2, v2 = (mp.mpf(a) for a in (m1, v1, m2, v2))
+    return float(0.5 * (-1 + v2 - v1 + mp.exp(v1 - v2) + (m1 - m2) ** 2 * mp.exp(-v2)))
+
+
+@pytest.mark.parametrize("m1, v1, m2, v2", [
+    (0.0, 0.0, 1.35e154, 746.0),      # (μ₁ − μ₂)² overflows, exp(−v₂) underflows: was 0·∞ = NaN
+    (0.0, 0.0, 1e200, 800.0),         # the same, further out
+    (1e308, 0.0, -1e308, 1000.0),     # μ₁ − μ₂ itself overflows
+    (0.0, -1e308, 0.0, 1e308),        # v₂ − v₁ = 2e308 overflows, but ½v₂ − ½v₁ = 1e308 does not
+    (0.0, 710.0, 0.0, 0.0),           # σ₁²/σ₂² = e^710 > 1.8e308, but ½e^710 is a float64
+    (3.0, -2.0, 3.0, -2.0),           # identical: exactly 0
+])
+def test_normal_kl_finite_where_the_kl_is(m1, v1, m2, v2):
+    """rel 1e-12: the exponentials' arguments (up to ~1500) carry a relative rounding error of 1.1e-16
+    each, which exp turns into |argument|·1.1e-16 ≈ 2e-13 relative error in the result."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        kl = normal_kl(np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 800.0]), 0.0, np.array([-800.0, -800.0, 0.0]))
-    assert np.all(kl == np.inf)
+        kl = normal_kl(m1, v1, m2, v2)
+    assert float(kl) == pytest.approx(_kl_mpmath(m1, v1, m2, v2), rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("m1, v1, m2, v2", [(0.0, 1e308, 0.0, -1e308), (0.0, 0.0, 0.0, -800.0),
+                                            (1.0, 0.0, 0.0, -800.0), (0.0, 800.0, 0.0, 0.0)])
+def test_normal_kl_raises_where_the_kl_is_beyond_float64(m1, v1, m2, v2):
+    assert _kl_mpmath(m1, v1, m2, v2) > 1.8e308 or math.isinf(_kl_mpmath(m1, v1, m2, v2))
+    with pytest.raises(ValueError, match="normal_kl: the result exceeds the range of float64 for these mean1, logvar1"):
+        normal_kl(m1, v1, m2, v2)
+    with pytest.raises(ValueError, match="range of float32"):          # and where only float32 overflows
+        normal_kl(np.float32(0), np.float32(100), np.float32(0), np.float32(0))
+
+
+@pytest.mark.parametrize("bad, complaint", [(None, "x must be a numeric array"), (np.nan, "x holds 1 NaN"),
+                                            (np.array([0.0, np.inf]), "x holds 1 NaN or infinite"),
+                                            (np.array([1 + 2j]), "x must be real"), (True, "x must be real")])
+def test_log_ndtr_bad_x(bad, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        log_ndtr(bad)
+
+
+def test_log_ndtr_raises_where_log_phi_is_not_a_float64():
+    assert log_ndtr(-1e150) == pytest.approx(-5e299, rel=1e-12)        # −x²/2 dominates: still a float64
+    with pytest.raises(ValueError, match="log_ndtr: the result exceeds the range of float64 for these x"):
+        log_ndtr(-1e155)

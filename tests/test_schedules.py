@@ -171,7 +171,7 @@ def test_unknown_name_lists_valid_ones():
 
 @pytest.mark.parametrize("T", [0, -5, 2.0, 10.5, "10", None, True])
 def test_bad_T(T):
-    with pytest.raises(ValueError, match="T"):
+    with pytest.raises(ValueError, match="T must be an integer >= 1"):
         make_schedule("linear", T)
 
 
@@ -187,7 +187,7 @@ def test_bad_linear_params(kwargs, word):
 
 @pytest.mark.parametrize("name, kwargs, word", [
     ("cosine", {"max_beta": 0.0}, "max_beta"), ("cosine", {"max_beta": 1.2}, "max_beta"),
-    ("cosine", {"s": -1.0}, "s"), ("sigmoid", {"tau": 0.0}, "tau"), ("sigmoid", {"start": 3, "end": -3}, "start"),
+    ("cosine", {"s": -1.0}, r"s \(the cosine offset\) must be >= 0"), ("sigmoid", {"tau": 0.0}, "tau"), ("sigmoid", {"start": 3, "end": -3}, "start"),
     ("cosine_chen", {"start": 0.9, "end": 0.1}, "start"), ("cosine_chen", {"tau": float("nan")}, "tau"),
     ("linear", {"input_scale": 0.0}, "input_scale"), ("linear", {"input_scale": float("inf")}, "input_scale"),
 ])
@@ -212,7 +212,7 @@ def test_schedule_constructor_checks():
 @pytest.mark.parametrize("f", [gamma_linear, gamma_cosine, gamma_sigmoid])
 @pytest.mark.parametrize("t", [-0.1, 1.5, float("nan"), np.array([0.5, np.inf]), True])
 def test_gamma_bad_t(f, t):
-    with pytest.raises(ValueError, match="t"):
+    with pytest.raises(ValueError, match=r"t must be (real numbers|finite and) in \[0, 1\]"):
         f(t)
 
 
@@ -220,3 +220,54 @@ def test_gamma_bad_t(f, t):
 def test_logsnr_bad_gamma(g):
     with pytest.raises(ValueError, match="gamma"):
         logsnr(g)
+
+
+# ------------------------------------------------------------------ saturated and extreme parameters (issue 9)
+def _gamma_sigmoid_mpmath(t, start, end, tau):
+    """Chen's formula at 60 digits, where σ(48) and σ(64) are still different numbers (a test-only oracle)."""
+    mp = pytest.importorskip("mpmath").mp
+    mp.dps = 60
+    sig = lambda x: 1 / (1 + mp.exp(-x))  # noqa: E731
+    t, start, end, tau = (mp.mpf(v) for v in (t, start, end, tau))
+    return float((sig(end / tau) - sig((t * (end - start) + start) / tau)) / (sig(end / tau) - sig(start / tau)))
+
+
+def _gamma_cosine_mpmath(t, start, end, tau):
+    """Chen's formula at 400 digits, enough to resolve cos^(2τ) − 1 ≈ 2τ·log cos for τ = 1e-310."""
+    mp = pytest.importorskip("mpmath").mp
+    mp.dps = 400
+    t, start, end, tau = (mp.mpf(v) for v in (t, start, end, tau))
+    # the float64 end = 1 gives cos(fl(π/2)) = 6.1e-17 in the code; use the same angle here
+    v = lambda s: mp.cos(s * mp.mpf(float(np.pi)) / 2) ** (2 * tau)  # noqa: E731
+    return float((v(end) - v(t * (end - start) + start)) / (v(end) - v(start)))
+
+
+@pytest.mark.parametrize("t", [0.0, 0.1, 0.5, 0.9])
+def test_gamma_sigmoid_where_the_sigmoid_saturates(t):
+    """start/τ = 48, end/τ = 64: σ is 1.0 at both in float64 and the textbook form is 0/0.
+    rel 1e-12: exp/log1p of arguments up to 64 carry ~64·1.1e-16 relative error."""
+    got = gamma_sigmoid(t, 1.5, 2.0, 0.03125)
+    assert got == pytest.approx(max(_gamma_sigmoid_mpmath(t, 1.5, 2.0, 0.03125), 1e-9), rel=1e-12)
+    s = make_schedule("sigmoid", 100, start=1.5, end=2.0, tau=0.03125)
+    assert np.all(np.isfinite(s.alpha_bars)) and np.all((s.betas[1:] > 0) & (s.betas[1:] <= 1))
+
+
+@pytest.mark.parametrize("tau", [1e-310, 1e-300, 1e-8, 40.0])
+@pytest.mark.parametrize("t", [0.25, 0.5, 0.75])
+def test_gamma_cosine_with_tiny_and_large_tau(t, tau):
+    """τ = 1e-310 made cos^(2τ) round to 1 at start and end (0/0). rel 1e-9 for normal τ (log/exp
+    round trips of arguments below 40·75); 1e-6 for subnormal τ, whose 2τ·log cos keeps ~10 digits."""
+    expected = max(_gamma_cosine_mpmath(t, 0.0, 1.0, tau), 1e-9)
+    assert gamma_cosine(t, 0.0, 1.0, tau) == pytest.approx(expected, rel=1e-6 if tau < 2.3e-308 else 1e-9)
+
+
+@pytest.mark.parametrize("call, complaint", [
+    (lambda: gamma_sigmoid(0.5, 0.0, 1e-300, 1e30), r"gamma_sigmoid needs start/tau < end/tau, both finite"),
+    (lambda: gamma_sigmoid(0.5, -1e300, 1e300, 1e-10), r"start/tau = -inf"),
+    (lambda: gamma_cosine(0.5, 0.0, 1e-300, 1.0), r"cos\(start\*pi/2\)\^\(2\*tau\) and cos\(end\*pi/2\)\^\(2\*tau\) are equal"),
+    (lambda: make_schedule("sigmoid", 1000, tau=0.01), r"schedule 'sigmoid' with T=1000 and start=-3.0, end=3.0, tau=0.01"),
+    (lambda: make_schedule("linear", 10, beta_start=1e-300), r"beta_1 = 1e-300"),
+])
+def test_degenerate_parameters_raise_naming_them(call, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        call()
