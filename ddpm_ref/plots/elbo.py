@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ddpm_ref.data import default_gmm
-from ddpm_ref.diffusion import vlb_terms
+from ddpm_ref.elbo import vlb_terms
 from ddpm_ref.plots import new_figure, register, save
 from ddpm_ref.schedules import make_schedule
 
