@@ -11,6 +11,23 @@ TINY = dict(in_channels=1, image_size=8, base_channels=8, channel_mults=(1, 2), 
             attention_resolutions=(4, 8), groups=4, num_classes=3, dtype="float64", seed=0)
 
 
+def _emulated_ops():
+    """``kernels.get_ops("emulate")``: part of this repository, so never skipped for being absent;
+    skipped only without a C++ compiler outside CI (the rule of tests/cuda_kernels/conftest.py)."""
+    import os
+
+    import kernels
+    from kernels.emulator import find_compiler
+
+    try:
+        find_compiler()
+    except RuntimeError:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the emulator tests, and no C++ compiler was found")
+        pytest.skip("no C++ compiler: the emulate backend needs g++ (see kernels/README.md)")
+    return kernels.get_ops("emulate")
+
+
 def _randomised(net, rng, scale=0.3):
     """Perturb every parameter, including the zero-initialised ones (else their gradients
     would hide behind zeros: a zero last conv makes every upstream gradient zero)."""
@@ -199,12 +216,34 @@ def test_bad_inputs_raise(rng):
         net.backward(np.ones((2, 1, 4, 4)))
 
 
-def test_to_device_cpu_and_bad_device(rng):
-    net = UNet(**TINY)
-    assert net.to_device("cpu") is net
-    assert all(isinstance(v, np.ndarray) for v in net.params.values())
-    with pytest.raises(ValueError, match="device"):
-        net.to_device("tpu")
+def test_convert_params_applies_to_every_parameter(rng):
+    """The model knows no devices: the caller converts its parameters (cupy.asarray on a GPU)."""
+    net = _randomised(UNet(**TINY), rng)
+    x, t, y = _batch(rng)
+    before = net.forward(x, t, y)
+    seen = []
+
+    def convert(a):
+        seen.append(a.shape)
+        return np.array(a, dtype=np.float32)         # a stand-in for cupy.asarray: new arrays
+
+    assert net.convert_params(convert) is net
+    assert len(seen) == len(net.params) and all(v.dtype == np.float32 for v in net.params.values())
+    with pytest.raises(ValueError, match="keep_cache=True"):    # the old tape is dropped
+        net.backward(np.ones_like(before))
+    net.convert_params(lambda a: a.astype(np.float64))
+    np.testing.assert_allclose(net.forward(x, t, y), before, rtol=1e-5, atol=1e-5 * np.abs(before).max())
+
+
+def test_model_does_not_import_a_device_library():
+    """ddpm_ref.models holds no device code: no module of it mentions cupy in an import."""
+    import pathlib
+
+    import ddpm_ref.models.unet as unet_module
+
+    for path in pathlib.Path(unet_module.__file__).parent.glob("*.py"):
+        code = [line for line in path.read_text().splitlines() if "import" in line]
+        assert not any("cupy" in line for line in code), path
 
 
 def test_load_params_copies_and_checks(rng):
@@ -252,11 +291,8 @@ def test_workers_dropout_is_deterministic(rng):
 def test_kernels_emulator_ops_plug_in(rng):
     """The U-Net runs through ``kernels.get_ops("emulate")`` (the CUDA kernels' source on the
     CPU) and agrees with the NumPy reference to float32 rounding, forward and gradients."""
-    kernels = pytest.importorskip("kernels")
-    if not hasattr(kernels, "get_ops"):
-        pytest.skip("kernels.get_ops not available")
     cfg = TINY | {"dtype": "float32", "attention_resolutions": (4,)}
-    ref, emu = UNet(**cfg), UNet(**cfg, ops=kernels.get_ops("emulate"))
+    ref, emu = UNet(**cfg), UNet(**cfg, ops=_emulated_ops())
     for v in ref.params.values():
         v += (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
     emu.load_params(ref.params)
@@ -268,3 +304,104 @@ def test_kernels_emulator_ops_plug_in(rng):
     ga, gb = ref.backward(G), emu.backward(G)
     for k in ga:
         np.testing.assert_allclose(gb[k], ga[k], rtol=1e-3, atol=1e-4 * np.abs(ga[k]).max(), err_msg=k)
+
+
+def _arrays_in(obj):
+    """Every NumPy array inside a (nested) cache."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _arrays_in(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _arrays_in(v)
+
+
+def _assert_new_array(out, cache, *inputs):
+    """``out`` shares no memory with the inputs or with any array its cache holds."""
+    for a in (*inputs, *_arrays_in(cache)):
+        assert not np.shares_memory(out, a), f"output shares memory with an array of shape {a.shape}"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulate"])
+def test_ops_outputs_written_in_place_are_new_arrays(backend, rng):
+    """The blocks add into conv2d_forward's y (forward) and into the norm layers' dx (backward) in
+    place (unet_blocks.py): each must be a new array that no cache and no input holds, for
+    every convolution the U-Net runs (3x3 padding 1 at stride 1 and 2, 1x1 padding 0)."""
+    import ddpm_ref.nn as nn
+
+    ops = nn if backend == "numpy" else _emulated_ops()
+    x = channels_last_f32(rng.standard_normal((2, 8, 4, 4)))
+    for k, stride, padding in [(3, 1, 1), (3, 2, 1), (1, 1, 0)]:
+        w = rng.standard_normal((8, 8, k, k)).astype(np.float32)
+        b = rng.standard_normal(8).astype(np.float32)
+        y, cache = ops.conv2d_forward(x, w, b, stride, padding)
+        _assert_new_array(y, cache, x, w, b)
+    gamma, beta = np.ones(8, np.float32), np.zeros(8, np.float32)
+    dy = channels_last_f32(rng.standard_normal(x.shape))
+    for forward, backward in [(nn.groupnorm_forward, nn.groupnorm_backward),
+                              (nn.groupnorm_silu_forward, nn.groupnorm_silu_backward)]:
+        _, cache = forward(x, gamma, beta, 4)
+        dx = backward(dy, cache)[0]
+        _assert_new_array(dx, cache, dy, x)
+
+
+def test_new_array_check_can_fail(rng):
+    """The check above rejects the layers that do return cached arrays (so it can fail)."""
+    import ddpm_ref.nn as nn
+
+    x = rng.standard_normal((2, 4, 3, 3))
+    y, cache = nn.silu_forward(x)
+    with pytest.raises(AssertionError, match="shares memory"):
+        _assert_new_array(y, cache)
+    y, cache = nn.dropout_forward(x, 0.0, None)
+    with pytest.raises(AssertionError, match="shares memory"):
+        _assert_new_array(y, cache, x)
+
+
+def channels_last_f32(a):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def test_forward_refuses_non_finite_input_and_parameters(rng):
+    """NaN/inf in x (or float64 values beyond float32's range) are refused before the network
+    runs; NaN in the parameters (a diverged run) is refused after it, instead of an all-NaN ε̂."""
+    net = _randomised(UNet(**TINY), rng)
+    x, t, y = _batch(rng)
+    for bad in (np.nan, np.inf, -np.inf):
+        xb = x.copy()
+        xb[1, 0, 3, 4] = bad
+        with pytest.raises(ValueError, match="x must be finite"):
+            net.forward(xb, t, y)
+    net32 = UNet(**(TINY | {"dtype": "float32"}))
+    with pytest.raises(ValueError, match="x must be finite in float32"):
+        net32.forward(np.full((1, 1, 8, 8), 1e300), np.array([1]))
+    eps = net.forward(x, t, y)
+    with pytest.raises(ValueError, match="d_eps must be finite"):
+        net.backward(np.full_like(eps, np.nan))
+    net.params["out.conv.b"][0] = np.nan
+    with pytest.raises(ValueError, match="parameters"):
+        net.forward(x, t, y)
+
+
+def test_plan_is_named_records():
+    """The plan reads as named steps; forward and __init__ both follow it."""
+    from ddpm_ref.models import unet_plan as up
+
+    net = UNet(**TINY)
+    kinds = [type(s).__name__ for s in net.plan]
+    assert kinds[:3] == ["InConvStep", "PushSkip", "ResBlockStep"] and kinds[-1] == "OutStep"
+    assert net.plan[0] == up.InConvStep("in_conv", 1, 8)
+    assert up.DownsampleStep("down.0.downsample", 8) in net.plan
+    assert up.UpsampleStep("up.1.upsample", 16) in net.plan
+    # every skip pushed is popped once, and each ConcatSkip knows the width it joins
+    assert sum(isinstance(s, up.PushSkip) for s in net.plan) == sum(isinstance(s, up.ConcatSkip) for s in net.plan)
+    for i, s in enumerate(net.plan):
+        if isinstance(s, up.ConcatSkip):
+            assert net.plan[i + 1].c_in == s.channels + s.skip_channels
+    named = {s.name for s in net.plan if hasattr(s, "name")}
+    for key in net.params:                                     # every parameter belongs to a step
+        assert key.startswith(("time.", "class_emb.")) or any(key.startswith(n + ".") for n in named), key
+    with pytest.raises(AttributeError):
+        net.plan[0].c_in = 3                                   # frozen records
