@@ -33,6 +33,7 @@ walk reaches the point where the skip was taken.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -161,19 +162,25 @@ class UNet:
         """Set the parameters to copies of ``params`` (same keys and shapes; cast to the net's dtype).
 
         Copies, so that later in-place updates (Adam) never write into the caller's arrays
-        (an EMA's, a checkpoint's).
+        (an EMA's, a checkpoint's). Values must be finite (a diverged run's NaN is refused here).
         """
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params must be a dict name -> array, got {type(params).__name__}")
         missing = set(self.params) - set(params)
         extra = set(params) - set(self.params)
         if missing or extra:
-            raise ValueError(f"parameter names do not match this U-Net: missing {sorted(missing)[:5]}, "
+            raise ValueError(f"params: the names do not match this U-Net: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(extra)[:5]}")
         new = {}
         for k, old in self.params.items():
             v = params[k]
-            if tuple(v.shape) != tuple(old.shape):
-                raise ValueError(f"parameter {k} must have shape {tuple(old.shape)}, got {tuple(v.shape)}")
-            new[k] = array_module(old).array(v, dtype=self.dtype, copy=True)
+            if tuple(getattr(v, "shape", ())) != tuple(old.shape) or getattr(v, "dtype", np.dtype(object)).kind not in "fiu":
+                raise ValueError(f"params[{k!r}] must be a real array of shape {tuple(old.shape)}, got "
+                                 f"{getattr(v, 'dtype', type(v).__name__)} {tuple(getattr(v, 'shape', ()))}")
+            xp = array_module(old)
+            new[k] = xp.array(v, dtype=self.dtype, copy=True)
+            if not bool(xp.isfinite(new[k]).all()):
+                raise ValueError(f"params[{k!r}] holds NaN or ±inf (in {self.dtype.name})")
         self.params = new
         self._tape = None
 
@@ -185,6 +192,8 @@ class UNet:
         ``UNet(ops=kernels.get_ops("cuda")).convert_params(cupy.asarray)``; ``convert_params(
         cupy.asnumpy)`` brings them back. The layers follow the arrays (``ddpm_ref.nn.backend``).
         """
+        if not callable(convert):
+            raise ValueError(f"convert must be a function array -> array, got {type(convert).__name__}")
         self.params = {k: convert(v) for k, v in self.params.items()}
         self._tape = None
         return self

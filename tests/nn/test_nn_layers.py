@@ -292,3 +292,44 @@ def test_variance_scaling_init(rng):
     assert w.dtype == np.float32 and np.abs(w).max() <= limit
     assert abs(w.var() - limit ** 2 / 3) < 0.05 * limit ** 2 / 3
     assert not nn.variance_scaling(rng, (3, 3), 0.0).any()
+
+
+# ---------------------------------------------------------------- issue 9: the wrong error, or silent NaN
+
+_C = np.full((1, 4, 2, 2), 3.0)                 # a constant input: every group has σ² = 0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: nn.groupnorm_forward(_C, np.ones(4), np.zeros(4), 2, eps=0.0), "eps must be"),
+    (lambda: nn.groupnorm_forward(_C, np.ones(4), np.zeros(4), 2, eps=-1e-5), "eps must be"),
+    (lambda: nn.groupnorm_silu_forward(_C.astype(np.float32), np.ones(4, np.float32), np.zeros(4, np.float32), 2,
+                                       eps=1e-300), "eps must be"),      # 0 once cast to float32
+    (lambda: nn.groupnorm_forward(np.ones((1, 4, 0, 2)), np.ones(4), np.zeros(4), 2), "pixel"),
+    (lambda: nn.attention_forward(*(np.ones((2, 3, 0)),) * 3), "D >= 1"),
+    (lambda: nn.attention_forward(*(np.ones((2, 0, 3)),) * 3), "L >= 1"),
+    (lambda: nn.conv2d_output_size(5, 3, 0), "stride"),
+    (lambda: nn.conv2d_output_size(2, 5, 1, 1), "kernel=5"),
+    (lambda: nn.sigmoid(None), "x must be"),
+    (lambda: nn.softmax(None), "s must be"),
+    (lambda: nn.softmax(np.arange(3)), "s must be float32 or float64"),
+    (lambda: nn.softmax(np.ones((2, 0))), "s must have at least one entry"),
+    (lambda: nn.softmax(np.ones(3), axis=1), "axis"),
+    (lambda: nn.linear_forward(np.ones((0, 3)), np.ones((0, 3))), "w \\(out, in\\)"),
+    (lambda: nn.linear_forward(np.ones((2, 0)), np.ones((4, 0))), "w \\(out, in\\)"),
+    (lambda: nn.conv2d_backward(np.ones((1, 1, 1, 1)), {"op": "conv2d"}), "cache lacks xpad"),
+    (lambda: nn.dropout_backward(None, nn.dropout_forward(np.ones(2), 0.0, None)[1]), "dy must be"),
+    (lambda: nn.variance_scaling(np.random.default_rng(0), (3, 3), float("nan")), "scale"),
+    (lambda: nn.class_embedding_forward(np.array([0]), np.ones((0, 3))), "table"),
+])
+def test_bad_arguments_raise_valueerror_naming_them(call, match):
+    """The cases of issue 9: each gave NaN, ZeroDivisionError, AttributeError, UFuncTypeError,
+    KeyError or NumPy's own message before."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_small_positive_eps_keeps_a_constant_group_finite():
+    """The default eps on a constant input: y = β exactly (x − μ = 0), and finite gradients."""
+    y, cache = nn.groupnorm_forward(_C, np.ones(4), np.arange(4.0), 2)
+    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(4.0)[None, :, None, None], _C.shape))
+    assert all(np.isfinite(g).all() for g in nn.groupnorm_backward(np.ones_like(_C), cache))

@@ -191,6 +191,10 @@ def test_ops_object_is_used(rng):
     (dict(dropout=1.0), "dropout"),
     (dict(dtype="float16"), "dtype"),
     (dict(channel_mults=()), "channel_mults"),
+    (dict(channel_mults=None), "channel_mults"),
+    (dict(attention_resolutions=None), "attention_resolutions"),
+    (dict(dtype="nonsense"), "dtype"),
+    (dict(seed=-1), "seed"),
     (dict(num_classes=0), "num_classes"),
 ])
 def test_bad_config_raises(bad, match):
