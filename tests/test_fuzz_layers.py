@@ -20,6 +20,10 @@ float32, so a non-finite output is a bug), "huge" (1e15 .. 1e300 and 1e-300) and
 few NaN / ±inf entries). Arguments that are not arrays get the same treatment with odd Python
 values (None, strings, booleans, NaN, negative and huge numbers).
 
+One file of about 500 lines, past the house's ~400: it states one property once and then
+enumerates the public functions of three packages; split, the property and its strategies would
+have to be read in one place and applied in another.
+
 Settings: ``derandomize=True`` (the same examples on every run: a failure is reproducible and
 CI is not flaky), ``deadline=None`` (a shared 2-core machine stalls at random), and a number of
 examples per test chosen to keep the file at about a minute on 2 cores.
