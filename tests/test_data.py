@@ -139,3 +139,35 @@ def test_load_dataset_names_and_unknown():
     assert data.load_dataset("gmm", n_points=100).x.shape == (100, 2)
     with pytest.raises(ValueError, match="neither a known data set"):
         data.load_dataset("cifar10")
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: data.make_moons(3, noise=float("nan")), "noise"),
+    (lambda: data.make_swiss_roll(3, noise=float("nan")), "noise"),
+    (lambda: data.make_moons(3, noise=None), "noise"),
+    (lambda: data.make_moons(100, noise=1e308), "noise is too large"),
+    (lambda: data.GaussianMixture([[0.0]], [1.0], weights=[float("nan")]), "weights"),
+    (lambda: data.GaussianMixture([[0.0]], [float("inf")]), "stds"),
+    (lambda: data.GaussianMixture([["a"]], [1.0]), "means"),
+    (lambda: data.default_gmm().optimal_eps(make_schedule("linear", 10), np.full((2, 2), np.nan), 3), "xt"),
+    (lambda: data.default_gmm().optimal_eps(make_schedule("linear", 10), np.zeros((2, 2)), 3.7), "t must be"),
+    (lambda: data.load_digits_images("train", seed=-1), "seed"),
+    (lambda: data.load_digits_images("train", test_fraction=None), "test_fraction"),
+    (lambda: data.load_dataset("moons", n_points=0), "n_points"),
+    (lambda: data.load_dataset(None), "name"),
+    (lambda: data.load_image_file(None), "path"),
+])
+def test_bad_arguments_raise_valueerror_naming_them(call, match):
+    """Issue 9: each of these was accepted (NaN out), or raised TypeError/NumPy's message."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_npz_of_objects_or_no_images_is_refused(tmp_path):
+    p = tmp_path / "o.npz"
+    np.savez(p, x=np.array([None, 1], dtype=object))
+    with pytest.raises(ValueError, match="cannot be read"):
+        data.load_image_file(str(p))
+    np.savez(p, x=np.zeros((0, 4, 4)))
+    with pytest.raises(ValueError, match="no images"):
+        data.load_image_file(str(p))

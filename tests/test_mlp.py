@@ -53,3 +53,20 @@ def test_starts_at_zero_and_checks_inputs():
         net.forward(x, np.array([1, 2, 3]), keep_cache=False)
         net.backward(x)
     assert MLP(**net.config).config == net.config
+
+
+def test_non_finite_input_and_parameters_are_refused():
+    net = MLP(dim=2, hidden=4, depth=1, emb_dim=4, dtype="float64")
+    t = np.array([1, 2])
+    with pytest.raises(ValueError, match="x must be finite"):
+        net.forward(np.array([[0.0, np.nan], [1.0, 2.0]]), t)
+    out = net.forward(np.zeros((2, 2)), t)
+    with pytest.raises(ValueError, match="d_out must be finite"):
+        net.backward(np.full_like(out, np.inf))
+    with pytest.raises(ValueError, match="d_out must be a float array"):
+        net.backward(None)
+    net.params["out.b"][0] = np.nan
+    with pytest.raises(ValueError, match="parameters"):
+        net.forward(np.zeros((2, 2)), t)
+    with pytest.raises(ValueError, match="seed"):
+        MLP(seed=-1)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ddpm_ref._checks import check_positive_int
+from ddpm_ref.data._common import check_seed
 from ddpm_ref.data.digits import load_digits_images
 from ddpm_ref.data.files import DATASET_NAMES, load_image_file, read_idx
 from ddpm_ref.data.gmm import GaussianMixture, default_gmm
@@ -73,6 +75,10 @@ def load_dataset(name: str, seed: int = 0, n_points: int = 10000, dtype="float32
     ``digits`` (train split), ``moons``, ``swissroll``, ``gmm`` (``default_gmm`` samples, labelled
     by component) or a path to an IDX/.npz file. 2-D sets get ``n_points`` points from ``seed``.
     """
+    if not isinstance(name, (str, os.PathLike)):
+        raise ValueError(f"name must be a data set name ({', '.join(DATASET_NAMES)}) or a path, got {name!r}")
+    seed = check_seed("seed", seed)
+    n_points = check_positive_int("n_points", n_points)
     if name == "digits":
         x, y = load_digits_images("train", seed=seed, dtype=dtype)
         return Dataset(x, y, 10, "digits")

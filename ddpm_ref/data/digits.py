@@ -6,9 +6,11 @@ above ``ddpm_ref.data``.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from ddpm_ref.data._common import float_dtype
+from ddpm_ref.data._common import check_seed, float_dtype
 
 __all__ = ["load_digits_images"]
 
@@ -27,8 +29,10 @@ def load_digits_images(split: str = "train", seed: int = 0, test_fraction: float
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"split={split!r} is not known; choose one of 'train', 'test', 'all'")
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    if (isinstance(test_fraction, (bool, np.bool_)) or not isinstance(test_fraction, numbers.Real)
+            or not 0.0 < test_fraction < 1.0):
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    seed = check_seed("seed", seed)
     dt = float_dtype(dtype)
     from sklearn.datasets import load_digits  # only here: scikit-learn is just the data's home
 

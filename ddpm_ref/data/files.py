@@ -6,6 +6,7 @@ Layer: loop (data).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zipfile
@@ -22,6 +23,14 @@ DATASET_NAMES = ("digits", "moons", "swissroll", "gmm")
 
 # IDX type codes (the third byte of the magic number) -> big-endian NumPy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _check_path(name: str, path) -> None:
+    """ValueError naming ``name`` unless ``path`` names an existing file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a path to a file, got {type(path).__name__}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{name} {os.fspath(path)!r} is not an existing file")
 
 
 def _read_bytes(path: str) -> bytes:
@@ -44,6 +53,7 @@ def read_idx(path: str) -> np.ndarray:
     0E float64), DD the number of dimensions. Raises ValueError for a bad magic number, an
     unknown type or a file shorter (truncated) or longer than its header says.
     """
+    _check_path("path", path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an IDX file (the first two bytes must be zero)")
@@ -54,7 +64,7 @@ def read_idx(path: str) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX header ({ndim} dimensions, {len(raw)} bytes)")
     shape = struct.unpack(f">{ndim}I", raw[4: 4 + 4 * ndim])
     dt = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    expected = math.prod(shape) * dt.itemsize             # Python ints: no overflow for any header
     body = raw[4 + 4 * ndim:]
     if len(body) != expected:
         what = "truncated" if len(body) < expected else "longer than its header says"
@@ -78,6 +88,8 @@ def _to_nchw(images: np.ndarray, path: str) -> np.ndarray:
 
 def _scale_images(images: np.ndarray, path: str) -> np.ndarray:
     """Integers 0..255 or floats in [0, 1] -> [−1, 1]; floats already in [−1, 1] are kept."""
+    if images.size == 0:
+        raise ValueError(f"{path}: holds no images (shape {images.shape})")
     if np.issubdtype(images.dtype, np.integer):
         if images.min() < 0 or images.max() > 255:
             raise ValueError(f"{path}: integer images must lie in 0..255")
@@ -111,6 +123,10 @@ def _load_npz(path: str):
             return f[xkey], (f[ykey] if ykey else None)
     except (zipfile.BadZipFile, EOFError, OSError) as err:
         raise ValueError(f"{path}: not a readable .npz file ({err}); is it truncated?") from None
+    except ValueError as err:              # NumPy's: object arrays (allow_pickle=False), bad headers
+        if str(err).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: an array in this .npz file cannot be read ({err})") from None
 
 
 def load_image_file(path: str, labels_path: str | None = None, dtype="float32"):
@@ -126,9 +142,13 @@ def load_image_file(path: str, labels_path: str | None = None, dtype="float32"):
     negative values). Any unreadable, truncated or ill-shaped file raises ValueError.
     """
     dt = float_dtype(dtype)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a path to a file, got {type(path).__name__}")
     if not os.path.isfile(path):
         raise ValueError(f"--data {path!r} is neither a known data set "
                          f"({', '.join(DATASET_NAMES)}) nor an existing file")
+    if labels_path is not None:
+        _check_path("labels_path", labels_path)
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] == b"PK" or path.endswith(".npz"):

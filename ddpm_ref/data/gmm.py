@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpm_ref._checks import check_positive_int
+from ddpm_ref._checks import check_positive_int, check_timesteps
 from ddpm_ref._rng import as_generator
-from ddpm_ref.data._common import float_dtype
+from ddpm_ref.data._common import check_finite_result, float_dtype
 
 __all__ = ["GaussianMixture", "default_gmm"]
+
+
+def _real_array(name, values) -> np.ndarray:
+    """``values`` as a float64 array, or ValueError naming ``name`` (strings, None, complex, ...)."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be an array of real numbers ({err})") from None
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be an array of real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _check_xt(xt, dim) -> np.ndarray:
+    xt = _real_array("xt", xt)
+    if xt.ndim != 2 or xt.shape[1] != dim:
+        raise ValueError(f"xt must have shape (N, {dim}), got {xt.shape}")
+    if not np.all(np.abs(xt) <= 1e100):
+        raise ValueError("xt must be finite with |xt| <= 1e100 (beyond, its squared distances overflow)")
+    return xt
 
 
 class GaussianMixture:
@@ -45,16 +65,22 @@ class GaussianMixture:
     """
 
     def __init__(self, means, stds, weights=None):
-        means = np.asarray(means, dtype=np.float64)
-        if means.ndim != 2 or means.shape[0] < 1:
-            raise ValueError(f"means must have shape (K, D) with K >= 1, got {means.shape}")
+        means = _real_array("means", means)
+        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
+            raise ValueError(f"means must have shape (K, D) with K, D >= 1, got {means.shape}")
         k = means.shape[0]
-        stds = np.broadcast_to(np.asarray(stds, dtype=np.float64), (k,)).copy()
-        if not np.all(np.isfinite(means)) or not np.all(stds > 0):
-            raise ValueError("means must be finite and stds > 0")
-        weights = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64)
-        if weights.shape != (k,) or np.any(weights <= 0):
-            raise ValueError(f"weights must be {k} positive numbers, got {weights}")
+        stds = _real_array("stds", stds)
+        if stds.ndim > 1 or stds.size not in (1, k):
+            raise ValueError(f"stds must be one number or {k} numbers, got shape {stds.shape}")
+        stds = np.broadcast_to(stds, (k,)).copy()
+        weights = np.full(k, 1.0 / k) if weights is None else _real_array("weights", weights)
+        # finite and bounded, so that every density below stays finite (|μ|, s up to 1e100)
+        if not np.all(np.abs(means) <= 1e100):
+            raise ValueError("means must be finite with |means| <= 1e100")
+        if not np.all((stds > 1e-100) & (stds <= 1e100)):
+            raise ValueError(f"stds must be finite numbers in (1e-100, 1e100], got {stds}")
+        if weights.shape != (k,) or not np.all((weights > 0) & np.isfinite(weights)):
+            raise ValueError(f"weights must be {k} finite positive numbers, got {weights}")
         self.means, self.stds, self.weights = means, stds, weights / weights.sum()
 
     @property
@@ -67,24 +93,29 @@ class GaussianMixture:
 
     def sample(self, n: int, rng=0, dtype="float64"):
         """``(x, k)``: n draws x (n, D) and the component k (n,) each came from."""
-        n = check_positive_int("n", n)
+        n, dt = check_positive_int("n", n), float_dtype(dtype)
         g = as_generator(rng)
         k = g.choice(self.num_components, size=n, p=self.weights).astype(np.int64)
         x = self.means[k] + self.stds[k, None] * g.standard_normal((n, self.dim))
-        return x.astype(float_dtype(dtype)), k
+        with np.errstate(over="ignore"):
+            x = x.astype(dt)
+        return check_finite_result(x, "means or stds (for this dtype)"), k
 
     def _coefficients(self, sched, t, n):
         """a_t = √ᾱ_t·b and σ_t = √(1 − ᾱ_t) per example, shape (n, 1): the schedule's own arrays."""
-        t = np.broadcast_to(np.asarray(t), (n,)).astype(np.int64)
-        if np.any(t < 1) or np.any(t > sched.T):
-            raise ValueError(f"t must lie in 1..{sched.T} (timesteps follow the paper)")
+        if not all(hasattr(sched, a) for a in ("T", "sqrt_alpha_bars", "sqrt_one_minus_alpha_bars", "input_scale")):
+            raise ValueError(f"sched must be a ddpm_ref.schedules.Schedule, got {type(sched).__name__}")
+        t = check_timesteps(t[()] if isinstance(t, np.ndarray) and t.ndim == 0 else t, sched.T)
+        if isinstance(t, np.ndarray) and t.shape != (n,):
+            raise ValueError(f"t must be one timestep or {n} (one per row of xt), got shape {t.shape}")
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
         a = sched.sqrt_alpha_bars[t][:, None] * sched.input_scale
         sigma = sched.sqrt_one_minus_alpha_bars[t][:, None]
         return a, sigma
 
     def posterior_components(self, sched, xt, t):
         """r_k(x_t) = q(k | x_t), shape (N, K): the responsibilities of the components."""
-        xt = np.asarray(xt, dtype=np.float64)
+        xt = _check_xt(xt, self.dim)
         a, sigma = self._coefficients(sched, t, xt.shape[0])
         v = a**2 * self.stds[None, :] ** 2 + sigma**2                            # (N, K)
         sq = ((xt[:, None, :] - a[:, :, None] * self.means[None]) ** 2).sum(-1)    # (N, K)
@@ -95,9 +126,7 @@ class GaussianMixture:
 
     def optimal_x0(self, sched, xt, t, y=None):
         """E[x_0 | x_t] (or E[x_0 | x_t, k = y] when labels y are given), shape (N, D)."""
-        xt = np.asarray(xt, dtype=np.float64)
-        if xt.ndim != 2 or xt.shape[1] != self.dim:
-            raise ValueError(f"xt must have shape (N, {self.dim}), got {xt.shape}")
+        xt = _check_xt(xt, self.dim)
         a, sigma = self._coefficients(sched, t, xt.shape[0])
         v = a**2 * self.stds[None, :] ** 2 + sigma**2                            # (N, K)
         gain = (a * self.stds[None, :] ** 2 / v)[:, :, None]                      # (N, K, 1)
@@ -105,9 +134,11 @@ class GaussianMixture:
         if y is None:
             r = self.posterior_components(sched, xt, t)
         else:
-            y = np.broadcast_to(np.asarray(y), (xt.shape[0],))
-            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= self.num_components:
-                raise ValueError(f"y must be integers in 0..{self.num_components - 1}")
+            y = np.asarray(y)
+            if (not np.issubdtype(y.dtype, np.integer) or y.shape not in ((), (xt.shape[0],))
+                    or (y.size and (y.min() < 0 or y.max() >= self.num_components))):
+                raise ValueError(f"y must be one integer or {xt.shape[0]} integers in 0..{self.num_components - 1}")
+            y = np.broadcast_to(y, (xt.shape[0],))
             r = np.eye(self.num_components)[y]
         return (r[:, :, None] * mean_k).sum(axis=1)
 
@@ -115,8 +146,10 @@ class GaussianMixture:
         """The optimal ε-predictor E[ε | x_t] (see the class docstring), same shape and dtype as xt."""
         x0 = self.optimal_x0(sched, xt, t, y)
         a, sigma = self._coefficients(sched, t, x0.shape[0])
-        eps = (np.asarray(xt, dtype=np.float64) - a * x0) / sigma
-        return eps.astype(np.asarray(xt).dtype if np.asarray(xt).dtype == np.float32 else np.float64)
+        eps = (_check_xt(xt, self.dim) - a * x0) / sigma
+        with np.errstate(over="ignore"):
+            eps = eps.astype(np.asarray(xt).dtype if np.asarray(xt).dtype == np.float32 else np.float64)
+        return check_finite_result(eps, "xt (for this dtype)")
 
     def eps_model(self, sched):
         """A callable ``eps_model(xt, t, y=None)`` for the samplers (ddpm_ref.sample)."""

@@ -22,6 +22,8 @@ all-null, exactly as for the U-Net.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ddpm_ref._checks import check_positive_int
@@ -48,9 +50,12 @@ class MLP:
         if num_classes is not None:
             num_classes = check_positive_int("num_classes", num_classes)
         self.num_classes = num_classes
+        if not isinstance(dtype, (str, np.dtype, type)) or dtype not in ("float32", "float64", np.float32,
+                                                                         np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = int(seed)
         self.params = self._init_params(np.random.default_rng(seed))
         self._cache = None
@@ -94,6 +99,8 @@ class MLP:
                              f"{getattr(x, 'dtype', type(x).__name__)}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (N, {self.dim}), got {x.shape}")
+        if not np.isfinite(x).all():                    # once here, not in every layer (nn/_validate.py)
+            raise ValueError("x must be finite; it holds NaN or ±inf")
         t = np.asarray(t)
         if not np.issubdtype(t.dtype, np.integer) or t.shape != (x.shape[0],) or (t.size and t.min() < 0):
             raise ValueError(f"t must be an int array of shape ({x.shape[0]},) with t >= 0, got {t.dtype} {t.shape}")
@@ -128,6 +135,9 @@ class MLP:
         so, c_so = silu_forward(h)
         out, c_out = linear_forward(so, p["out.w"], p["out.b"])
         self._cache = (c_time, c_class, c_in, blocks, c_so, c_out) if keep_cache else None
+        if not np.isfinite(out).all():                  # one pass over ε̂: x's size
+            raise ValueError("ε̂ is not finite although x is: the parameters (net.params) hold NaN or "
+                             "±inf (did training diverge?), or |x| is too large for the network")
         return out
 
     __call__ = forward
@@ -138,6 +148,12 @@ class MLP:
         if self._cache is None:
             raise ValueError("backward needs a forward pass with keep_cache=True first")
         c_time, c_class, c_in, blocks, c_so, c_out = self._cache
+        expected = (c_out["x_shape"][0], self.dim)
+        if not isinstance(d_out, np.ndarray) or d_out.shape != expected or d_out.dtype.kind != "f":
+            raise ValueError(f"d_out must be a float array of ε̂'s shape {expected}, got "
+                             f"{getattr(d_out, 'dtype', type(d_out).__name__)} {getattr(d_out, 'shape', '')}")
+        if not np.isfinite(d_out).all():
+            raise ValueError("d_out must be finite; it holds NaN or ±inf")
         g = {}
         d_so, g["out.w"], g["out.b"] = linear_backward(d_out.astype(self.dtype, copy=False), c_out)
         dh = silu_backward(d_so, c_so)

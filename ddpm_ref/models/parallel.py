@@ -15,8 +15,11 @@ rounding of those sums differs from a single pass (about 1e-7 relative in float3
 
 from __future__ import annotations
 
+import numbers
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
 
 __all__ = ["map_shards", "shard_slices"]
 
@@ -31,8 +34,15 @@ _POOL = {"executor": None, "size": 0}
 _BLAS = {"controller": None, "checked": False}
 
 
+def _check_count(name, v, lowest):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < lowest:
+        raise ValueError(f"{name} must be an integer >= {lowest}, got {v!r}")
+
+
 def shard_slices(n: int, workers: int) -> list[slice]:
     """``workers`` contiguous slices covering range(n) (fewer if n < workers), sizes within 1."""
+    _check_count("n", n, 0)
+    _check_count("workers", workers, 1)
     workers = max(1, min(workers, n))
     bounds = [round(i * n / workers) for i in range(workers + 1)]
     return [slice(bounds[i], bounds[i + 1]) for i in range(workers)]
@@ -64,6 +74,9 @@ def map_shards(fn, count: int) -> list:
     """[fn(0), ..., fn(count − 1)], shard 0 on the calling thread, the others on a thread pool,
     with BLAS limited to one thread and the GIL switch interval at most ``SWITCH_INTERVAL_S``
     while they run (both restored after). Exceptions propagate."""
+    _check_count("count", count, 1)
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {type(fn).__name__}")
     if count == 1:
         return [fn(0)]
     pool = _executor(count - 1)

@@ -33,17 +33,26 @@ walk reaches the point where the skip was taken.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
-import ddpm_ref.nn as nn
-from ddpm_ref.nn.backend import array_module
 from ddpm_ref.models.parallel import map_shards, shard_slices
-from ddpm_ref.models.unet_plan import build_plan, check_config
 from ddpm_ref.models.unet_blocks import (
-    attention_block_backward, attention_block_forward, init_attention, init_conv, init_norm,
-    init_resblock, resblock_backward, resblock_forward,
+    attention_block_backward, attention_block_forward, conv3x3_backward, conv3x3_forward,
+    init_attention, init_conv, init_norm, init_resblock, out_block_backward, out_block_forward,
+    resblock_backward, resblock_forward, upsample_block_backward, upsample_block_forward,
 )
+from ddpm_ref.models.unet_plan import (
+    AttentionStep, ConcatSkip, DownsampleStep, InConvStep, OutStep, PushSkip, ResBlockStep,
+    UpsampleStep, build_plan, check_config,
+)
+from ddpm_ref.nn.activations import silu_backward, silu_forward
+from ddpm_ref.nn.backend import array_module, numpy_ops
+from ddpm_ref.nn.class_embedding import class_embedding_backward, class_embedding_forward
+from ddpm_ref.nn.init import variance_scaling
+from ddpm_ref.nn.shape import concat_backward, concat_forward
+from ddpm_ref.nn.time_mlp import time_mlp_backward, time_mlp_forward
 
 __all__ = ["UNet"]
 
@@ -63,7 +72,9 @@ class UNet:
         num_classes: None (unconditional) or the number of labels; label num_classes is "null".
         dtype: "float32" or "float64" for parameters and activations.
         seed: initialisation seed (numpy.random.default_rng(seed)).
-        ops: an ops object for conv2d/attention (default: ``ddpm_ref.nn``, the NumPy reference).
+        ops: an ops object for conv2d/attention (default: ``ddpm_ref.nn``, the NumPy reference;
+            see ``ddpm_ref.nn.backend.Ops``). The model knows nothing else about devices: to run
+            on a GPU, give a GPU ops object and move the parameters with ``convert_params``.
         workers: threads that share a batch (data parallelism, ``ddpm_ref.models.parallel``); 2 on a
             2-core machine makes a training step ~20 % faster. Used only with the NumPy
             reference ops on NumPy arrays. Not part of ``config`` (it changes no shape and, but
@@ -72,7 +83,8 @@ class UNet:
     Attributes:
         params: dict name -> array, in a stable order (``"down.1.res0.conv1.w"``, ...).
         config: JSON-serialisable dict; ``UNet(**config)`` rebuilds the same shapes.
-        plan: the list of steps ``forward`` runs (see ``build_plan``).
+        plan: the list of steps ``forward`` runs, named records such as
+            ``ResBlockStep(name='down.0.res0', c_in=32, c_out=32)`` (see ``unet_plan.py``).
         d_input: after ``backward``, the gradient with respect to the input x_t.
 
     Activations are float ``dtype`` arrays with NCHW shapes stored channels-last in memory (see
@@ -100,10 +112,12 @@ class UNet:
         }
         for name in ("conv2d_forward", "conv2d_backward", "attention_forward", "attention_backward"):
             if ops is not None and not callable(getattr(ops, name, None)):
-                raise ValueError(f"ops must provide {name} (see ddpm_ref.nn.numpy_ops)")
-        self.ops = nn.numpy_ops() if ops is None else ops
-        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+                raise ValueError(f"ops must provide {name} (see ddpm_ref.nn.backend.Ops)")
+        self.ops = numpy_ops() if ops is None else ops
+        if isinstance(workers, (bool, np.bool_)) or not isinstance(workers, numbers.Integral) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.workers = int(workers)
         self.dtype = np.dtype(dtype)
         self.emb_dim = 4 * base_channels
@@ -115,26 +129,28 @@ class UNet:
 
     def _init_params(self, rng):
         p, dt, base = {}, self.dtype, self.config["base_channels"]
-        p["time.linear1.w"] = nn.variance_scaling(rng, (self.emb_dim, base), 1.0, dt)
+        p["time.linear1.w"] = variance_scaling(rng, (self.emb_dim, base), 1.0, dt)
         p["time.linear1.b"] = np.zeros(self.emb_dim, dt)
-        p["time.linear2.w"] = nn.variance_scaling(rng, (self.emb_dim, self.emb_dim), 1.0, dt)
+        p["time.linear2.w"] = variance_scaling(rng, (self.emb_dim, self.emb_dim), 1.0, dt)
         p["time.linear2.b"] = np.zeros(self.emb_dim, dt)
         if self.config["num_classes"] is not None:
             rows = self.config["num_classes"] + 1                   # the last row: "null" label
             p["class_emb.table"] = rng.standard_normal((rows, self.emb_dim)).astype(dt)
-        for step in self.plan:
-            kind = step[0]
-            if kind == "conv":
-                init_conv(p, step[1], step[2], step[3], 3, rng, dt)
-            elif kind == "res":
-                init_resblock(p, step[1], step[2], step[3], self.emb_dim, rng, dt)
-            elif kind == "attn":
-                init_attention(p, step[1], step[2], rng, dt)
-            elif kind == "up":
-                init_conv(p, f"{step[1]}.conv", step[2], step[2], 3, rng, dt)
-            elif kind == "out":
-                init_norm(p, f"{step[1]}.norm", step[2], dt)
-                init_conv(p, f"{step[1]}.conv", step[2], step[3], 3, rng, dt, scale=0.0)
+        for step in self.plan:                  # the draws in plan order: the seed's numbers
+            match step:
+                case InConvStep(name=name, c_in=c_in, c_out=c_out):
+                    init_conv(p, name, c_in, c_out, 3, rng, dt)
+                case DownsampleStep(name=name, channels=c):
+                    init_conv(p, name, c, c, 3, rng, dt)
+                case ResBlockStep(name=name, c_in=c_in, c_out=c_out):
+                    init_resblock(p, name, c_in, c_out, self.emb_dim, rng, dt)
+                case AttentionStep(name=name, channels=c):
+                    init_attention(p, name, c, rng, dt)
+                case UpsampleStep(name=name, channels=c):
+                    init_conv(p, f"{name}.conv", c, c, 3, rng, dt)
+                case OutStep(name=name, c_in=c_in, c_out=c_out):
+                    init_norm(p, f"{name}.norm", c_in, dt)
+                    init_conv(p, f"{name}.conv", c_in, c_out, 3, rng, dt, scale=0.0)
         return p
 
     @property
@@ -146,47 +162,64 @@ class UNet:
         """Set the parameters to copies of ``params`` (same keys and shapes; cast to the net's dtype).
 
         Copies, so that later in-place updates (Adam) never write into the caller's arrays
-        (an EMA's, a checkpoint's).
+        (an EMA's, a checkpoint's). Values must be finite (a diverged run's NaN is refused here).
         """
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params must be a dict name -> array, got {type(params).__name__}")
         missing = set(self.params) - set(params)
         extra = set(params) - set(self.params)
         if missing or extra:
-            raise ValueError(f"parameter names do not match this U-Net: missing {sorted(missing)[:5]}, "
+            raise ValueError(f"params: the names do not match this U-Net: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(extra)[:5]}")
         new = {}
         for k, old in self.params.items():
             v = params[k]
-            if tuple(v.shape) != tuple(old.shape):
-                raise ValueError(f"parameter {k} must have shape {tuple(old.shape)}, got {tuple(v.shape)}")
-            new[k] = array_module(old).array(v, dtype=self.dtype, copy=True)
+            if tuple(getattr(v, "shape", ())) != tuple(old.shape) or getattr(v, "dtype", np.dtype(object)).kind not in "fiu":
+                raise ValueError(f"params[{k!r}] must be a real array of shape {tuple(old.shape)}, got "
+                                 f"{getattr(v, 'dtype', type(v).__name__)} {tuple(getattr(v, 'shape', ()))}")
+            xp = array_module(old)
+            new[k] = xp.array(v, dtype=self.dtype, copy=True)
+            if not bool(xp.isfinite(new[k]).all()):
+                raise ValueError(f"params[{k!r}] holds NaN or ±inf (in {self.dtype.name})")
         self.params = new
         self._tape = None
 
-    def to_device(self, device: str) -> "UNet":
-        """Move the parameters to "cuda" (CuPy arrays) or back to "cpu" (NumPy). Returns self."""
-        if device == "cuda":
-            import cupy
+    def convert_params(self, convert) -> "UNet":
+        """Replace every parameter ``a`` by ``convert(a)``; returns self.
 
-            self.params = {k: cupy.asarray(v) for k, v in self.params.items()}
-        elif device == "cpu":
-            self.params = {k: v.get() if hasattr(v, "get") else v for k, v in self.params.items()}
-        else:
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        The model does not know about devices: its ops object does. To train or sample on a GPU,
+        build the U-Net with a GPU ops object and move the parameters, e.g.
+        ``UNet(ops=kernels.get_ops("cuda")).convert_params(cupy.asarray)``; ``convert_params(
+        cupy.asnumpy)`` brings them back. The layers follow the arrays (``ddpm_ref.nn.backend``).
+        """
+        if not callable(convert):
+            raise ValueError(f"convert must be a function array -> array, got {type(convert).__name__}")
+        self.params = {k: convert(v) for k, v in self.params.items()}
         self._tape = None
         return self
 
     # ------------------------------------------------------------ forward
 
     def _check_inputs(self, x, t, y):
+        """The checks of ``forward``: x, t, y as the network reads them, or ValueError naming one.
+
+        x is checked for NaN/inf here, once (one pass over the input, cheap next to the network),
+        and not in every layer: the layers check shapes and dtypes only (``ddpm_ref.nn._validate``).
+        """
         cfg = self.config
         if not hasattr(x, "dtype") or not hasattr(x, "shape"):
             x = np.asarray(x)
-        if not (np.issubdtype(x.dtype, np.floating)):
+        if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"x must be a float array, got dtype {x.dtype}")
         expected = (cfg["in_channels"], cfg["image_size"], cfg["image_size"])
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         N = x.shape[0]
+        with np.errstate(over="ignore"):                  # float64 beyond float32's range: inf, refused below
+            x = x.astype(self.dtype, copy=False)
+        if not bool(array_module(x).isfinite(x).all()):
+            raise ValueError(f"x must be finite in {self.dtype.name}; it holds NaN, ±inf or values beyond "
+                             f"±{np.finfo(self.dtype).max:.3g}")
         t = np.asarray(t.get() if hasattr(t, "get") else t)
         if t.ndim == 0:
             t = np.full(N, t)
@@ -205,7 +238,7 @@ class UNet:
                 raise ValueError(f"y must lie in 0..{nc} ({nc} is the null label), got {y.min()}..{y.max()}")
         elif nc is not None:
             y = np.full(N, nc)                                   # all-null: unconditional
-        return x.astype(self.dtype, copy=False), t, y
+        return x, t, y
 
     def forward(self, x, t, y=None, *, keep_cache=True, rng=None):
         """ε̂(x_t, t[, y]) of shape (N, in_channels, image_size, image_size).
@@ -240,51 +273,58 @@ class UNet:
         outs = map_shards(run, len(shards))
         self._tape = {"shards": shards, "tapes": [tape for _, tape in outs],
                       "out_shape": x.shape} if keep_cache else None
-        if len(outs) == 1:
-            return outs[0][0]
-        return array_module(x).concatenate([eps for eps, _ in outs])
+        eps = outs[0][0] if len(outs) == 1 else array_module(x).concatenate([e for e, _ in outs])
+        if not bool(array_module(eps).isfinite(eps).all()):     # one pass over ε̂: x's size
+            raise ValueError("ε̂ is not finite although x is: the parameters (net.params) hold NaN or "
+                             "±inf (did training diverge?), or |x| is too large for the network")
+        return eps
 
     __call__ = forward
 
     def _shards(self, n):
         """Batch slices for the shards (one unless ``workers`` > 1 and the NumPy reference runs)."""
-        parallel = self.workers > 1 and self.ops is nn and array_module(self.params["time.linear1.w"]) is np
+        parallel = (self.workers > 1 and self.ops is numpy_ops()
+                    and array_module(self.params["time.linear1.w"]) is np)
         return shard_slices(n, self.workers) if parallel and n > 1 else [slice(0, n)]
 
     def _run(self, x, t, y, keep_cache, rng):
-        """One pass through the plan: returns (ε̂, tape), the tape None without keep_cache."""
+        """One pass through the plan: returns (ε̂, tape), the tape None without keep_cache.
+
+        Each step of the plan is a named record (``unet_plan.py``) and each calls its block by
+        name (``unet_blocks.py``); the skips are a stack, pushed in the encoder and popped by
+        the decoder's concatenations.
+        """
         p, ops, groups = self.params, self.ops, self.config["groups"]
         dropout = self.config["dropout"] if rng is not None else 0.0
-        e, c_time = nn.time_mlp_forward(t, p["time.linear1.w"], p["time.linear1.b"],
-                                        p["time.linear2.w"], p["time.linear2.b"])
+        e, c_time = time_mlp_forward(t, p["time.linear1.w"], p["time.linear1.b"],
+                                     p["time.linear2.w"], p["time.linear2.b"])
         c_class = None
         if y is not None:
-            e_class, c_class = nn.class_embedding_forward(y, p["class_emb.table"])
+            e_class, c_class = class_embedding_forward(y, p["class_emb.table"])
             e = e + e_class
-        emb_act, c_act = nn.silu_forward(e)                       # every ResBlock reads silu(e)
+        emb_act, c_act = silu_forward(e)                          # every ResBlock reads silu(e)
 
         h, skips, steps = x, [], []
         for step in self.plan:
-            kind, cache = step[0], None
-            if kind == "conv":
-                h, cache = ops.conv2d_forward(h, p[f"{step[1]}.w"], p[f"{step[1]}.b"], step[4], 1)
-            elif kind == "res":
-                h, cache = resblock_forward(p, step[1], h, emb_act, groups=groups, ops=ops,
-                                            dropout=dropout, rng=rng)
-            elif kind == "attn":
-                h, cache = attention_block_forward(p, step[1], h, groups=groups, ops=ops)
-            elif kind == "push":
-                skips.append(h)
-            elif kind == "concat":
-                h, cache = nn.concat_forward(h, skips.pop())
-            elif kind == "up":                  # nearest 2x upsampling, then a 3x3 conv, fused
-                h, cache = nn.upsample_conv_forward(h, p[f"{step[1]}.conv.w"], p[f"{step[1]}.conv.b"], ops)
-            elif kind == "out":
-                name = step[1]
-                h, c_norm_act = nn.groupnorm_silu_forward(h, p[f"{name}.norm.gamma"], p[f"{name}.norm.beta"],
-                                                          groups)            # silu(GN(h)), fused
-                h, c_conv = ops.conv2d_forward(h, p[f"{name}.conv.w"], p[f"{name}.conv.b"], 1, 1)
-                cache = (c_norm_act, c_conv)
+            cache = None
+            match step:
+                case InConvStep(name=name):
+                    h, cache = conv3x3_forward(h, p, name, ops=ops, stride=1)
+                case DownsampleStep(name=name):
+                    h, cache = conv3x3_forward(h, p, name, ops=ops, stride=2)
+                case ResBlockStep(name=name):
+                    h, cache = resblock_forward(h, emb_act, p, name, groups=groups, ops=ops,
+                                                dropout=dropout, rng=rng)
+                case AttentionStep(name=name):
+                    h, cache = attention_block_forward(h, p, name, groups=groups, ops=ops)
+                case PushSkip():
+                    skips.append(h)
+                case ConcatSkip():
+                    h, cache = concat_forward(h, skips.pop())     # [h | s], s the last skip pushed
+                case UpsampleStep(name=name):
+                    h, cache = upsample_block_forward(h, p, name, ops=ops)
+                case OutStep(name=name):
+                    h, cache = out_block_forward(h, p, name, groups=groups, ops=ops)
             if keep_cache:
                 steps.append((step, cache))
         tape = {"steps": steps, "time": c_time, "class": c_class, "act": c_act} if keep_cache else None
@@ -299,7 +339,7 @@ class UNet:
 
         Raises:
             ValueError: no cached forward pass (never run, or run with keep_cache=False), or
-                d_eps does not have ε̂'s shape.
+                d_eps does not have ε̂'s shape, is not a float array or is not finite.
         """
         if self._tape is None:
             raise ValueError("backward needs a forward pass run with keep_cache=True just before it")
@@ -307,8 +347,12 @@ class UNet:
         if not hasattr(d_eps, "shape") or tuple(d_eps.shape) != tuple(self._tape["out_shape"]):
             raise ValueError(f"d_eps must have ε̂'s shape {tuple(self._tape['out_shape'])}, "
                              f"got {tuple(getattr(d_eps, 'shape', ()))}")
+        if not hasattr(d_eps, "dtype") or not np.issubdtype(d_eps.dtype, np.floating):
+            raise ValueError(f"d_eps must be a float array, got {getattr(d_eps, 'dtype', type(d_eps).__name__)}")
         xp = array_module(self.params["time.linear1.w"])
         d_eps = xp.asarray(d_eps, dtype=self.dtype)
+        if not bool(xp.isfinite(d_eps).all()):
+            raise ValueError("d_eps must be finite; it holds NaN or ±inf")
         outs = map_shards(lambda i: self._backprop(tapes[i], d_eps[shards[i]]), len(shards))
         grads = outs[0][0]
         for g, _ in outs[1:]:                                 # parameters: sum over the shards
@@ -319,31 +363,29 @@ class UNet:
 
     def _backprop(self, tape, d_eps):
         """Walk one tape backwards: returns (parameter gradients, dL/dx)."""
-        ops, g = self.ops, {}
+        g = {}
         dh, d_skips, d_emb_act = d_eps, [], 0
         for step, cache in reversed(tape["steps"]):
-            kind = step[0]
-            if kind == "out":
-                name, (c_norm_act, c_conv) = step[1], cache
-                dh, g[f"{name}.conv.w"], g[f"{name}.conv.b"] = ops.conv2d_backward(dh, c_conv)
-                dh, g[f"{name}.norm.gamma"], g[f"{name}.norm.beta"] = nn.groupnorm_silu_backward(dh, c_norm_act)
-            elif kind == "up":
-                dh, g[f"{step[1]}.conv.w"], g[f"{step[1]}.conv.b"] = nn.upsample_conv_backward(dh, cache)
-            elif kind == "concat":
-                dh, d_skip = nn.concat_backward(dh, cache)
-                d_skips.append(d_skip)                       # held until we reach its "push"
-            elif kind == "push":
-                dh = dh + d_skips.pop()                      # the skip's path joins the main path
-            elif kind == "attn":
-                dh = attention_block_backward(dh, cache, step[1], g, ops)
-            elif kind == "res":
-                dh, d_e = resblock_backward(dh, cache, step[1], g, ops)
-                d_emb_act = d_emb_act + d_e                 # every ResBlock read silu(e)
-            elif kind == "conv":
-                dh, g[f"{step[1]}.w"], g[f"{step[1]}.b"] = ops.conv2d_backward(dh, cache)
-        d_e = nn.silu_backward(d_emb_act, tape["act"])
+            match step:
+                case OutStep():
+                    dh = out_block_backward(dh, cache, g)
+                case UpsampleStep():
+                    dh = upsample_block_backward(dh, cache, g)
+                case ConcatSkip():
+                    dh, d_skip = concat_backward(dh, cache)
+                    d_skips.append(d_skip)                   # held until we reach its PushSkip
+                case PushSkip():
+                    dh = dh + d_skips.pop()                  # the skip's path joins the main path
+                case AttentionStep():
+                    dh = attention_block_backward(dh, cache, g)
+                case ResBlockStep():
+                    dh, d_e = resblock_backward(dh, cache, g)
+                    d_emb_act = d_emb_act + d_e              # every ResBlock read silu(e)
+                case InConvStep() | DownsampleStep():
+                    dh = conv3x3_backward(dh, cache, g)
+        d_e = silu_backward(d_emb_act, tape["act"])
         if tape["class"] is not None:
-            g["class_emb.table"] = nn.class_embedding_backward(d_e, tape["class"])
+            g["class_emb.table"] = class_embedding_backward(d_e, tape["class"])
         g["time.linear1.w"], g["time.linear1.b"], g["time.linear2.w"], g["time.linear2.b"] = \
-            nn.time_mlp_backward(d_e, tape["time"])
+            time_mlp_backward(d_e, tape["time"])
         return {k: g[k] for k in self.params}, dh

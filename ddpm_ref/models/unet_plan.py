@@ -1,16 +1,93 @@
 """The U-Net's architecture as data: config checks and the list of steps ("the plan").
 
-``build_plan(config)`` turns a config into the ordered steps ``UNet.forward`` runs and
-``UNet.__init__`` allocates parameters for, so the two can never disagree.
+``build_plan(config)`` turns a config into the ordered steps that ``UNet.forward`` runs and
+``UNet.__init__`` allocates parameters for, so the two can never disagree. Each step is a small
+frozen dataclass with named fields; ``print(step)`` shows it, e.g.
+``ResBlockStep(name='down.1.res0', c_in=32, c_out=64)``. ``name`` is the prefix of the step's
+keys in ``UNet.params`` (``"down.1.res0.conv1.w"``, ...).
+
+Layer: model. Imports NumPy only.
 """
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["check_config", "build_plan"]
+__all__ = ["check_config", "build_plan", "InConvStep", "ResBlockStep", "AttentionStep",
+           "DownsampleStep", "UpsampleStep", "PushSkip", "ConcatSkip", "OutStep"]
+
+
+@dataclass(frozen=True)
+class InConvStep:
+    """The first layer: a 3×3 convolution (stride 1, padding 1) from the image's channels."""
+    name: str
+    c_in: int
+    c_out: int
+
+
+@dataclass(frozen=True)
+class ResBlockStep:
+    """A ResBlock, c_in → c_out channels, told the timestep (``unet_blocks.resblock_forward``)."""
+    name: str
+    c_in: int
+    c_out: int
+
+
+@dataclass(frozen=True)
+class AttentionStep:
+    """Self-attention over the pixels, with a residual (``unet_blocks.attention_block_forward``)."""
+    name: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class DownsampleStep:
+    """Halve the resolution: a 3×3 convolution with stride 2 (``unet_blocks.downsample_forward``)."""
+    name: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class UpsampleStep:
+    """Double the resolution: nearest 2× upsampling, then a 3×3 convolution
+    (``unet_blocks.upsample_forward``)."""
+    name: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class PushSkip:
+    """Keep the current activation (``channels`` wide) for the decoder: a skip connection."""
+    channels: int
+
+
+@dataclass(frozen=True)
+class ConcatSkip:
+    """[h | s]: join the most recently pushed skip s to h along the channels."""
+    channels: int           # h's channels
+    skip_channels: int      # s's channels
+
+
+@dataclass(frozen=True)
+class OutStep:
+    """The head: GroupNorm → SiLU → 3×3 convolution to the image's channels (``unet_blocks.out_forward``)."""
+    name: str
+    c_in: int
+    c_out: int
+
+
+def _int_tuple(name, values, lowest):
+    """``values`` as a tuple of ints >= ``lowest``, or ValueError naming ``name``."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of integers, got {values!r}") from None
+    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < lowest for v in items):
+        raise ValueError(f"{name} must be a sequence of integers >= {lowest}, got {values!r}")
+    return tuple(int(v) for v in items)
 
 
 def check_config(in_channels, image_size, base_channels, channel_mults, num_res_blocks,
@@ -19,10 +96,10 @@ def check_config(in_channels, image_size, base_channels, channel_mults, num_res_
     for name, v in (("in_channels", in_channels), ("image_size", image_size),
                     ("base_channels", base_channels), ("num_res_blocks", num_res_blocks),
                     ("groups", groups)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    mults = tuple(channel_mults)
-    if not mults or any(isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1 for m in mults):
+    mults = _int_tuple("channel_mults", channel_mults, 1)
+    if not mults:
         raise ValueError(f"channel_mults must be a non-empty sequence of integers >= 1, got {channel_mults!r}")
     if image_size % 2 ** (len(mults) - 1):
         raise ValueError(f"image_size={image_size} must be divisible by 2^{len(mults) - 1} "
@@ -30,51 +107,50 @@ def check_config(in_channels, image_size, base_channels, channel_mults, num_res_
     if base_channels % groups:
         raise ValueError(f"groups={groups} must divide base_channels={base_channels} (GroupNorm)")
     resolutions = [image_size // 2 ** i for i in range(len(mults))]
-    attn = tuple(int(r) for r in attention_resolutions)
+    attn = _int_tuple("attention_resolutions", attention_resolutions, 1)
     if any(r not in resolutions for r in attn):
         raise ValueError(f"attention_resolutions {attn} must be among the U-Net's resolutions {resolutions}")
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
-                                    or num_classes < 1):
+    if num_classes is not None and (isinstance(num_classes, (bool, np.bool_))
+                                    or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
         raise ValueError(f"num_classes must be None or an integer >= 1, got {num_classes!r}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
+    if not isinstance(dtype, (str, np.dtype, type)) or dtype not in ("float32", "float64", np.float32,
+                                                                     np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return mults, attn
 
 
-def build_plan(cfg):
-    """The network as a list of steps, read by both __init__ (shapes) and forward (order).
-
-    Steps: ("conv", name, c_in, c_out, stride) | ("res", name, c_in, c_out) | ("attn", name, c)
-    | ("push",) a skip | ("concat",) the last skip | ("up", name, c) | ("out", name, c_in, c_out).
-    """
+def build_plan(cfg) -> list:
+    """The network as a list of steps (the dataclasses above), read by ``__init__`` (shapes) and
+    ``forward`` (order). ``cfg`` needs in_channels, image_size, base_channels, channel_mults,
+    num_res_blocks and attention_resolutions (a ``UNet.config`` has them)."""
     base, mults, nrb = cfg["base_channels"], cfg["channel_mults"], cfg["num_res_blocks"]
     attn, res = set(cfg["attention_resolutions"]), cfg["image_size"]
-    steps = [("conv", "in_conv", cfg["in_channels"], base, 1), ("push",)]
+    steps = [InConvStep("in_conv", cfg["in_channels"], base), PushSkip(base)]
     ch, skip_channels = base, [base]
     for level, mult in enumerate(mults):                            # encoder
         for i in range(nrb):
-            steps.append(("res", f"down.{level}.res{i}", ch, base * mult))
+            steps.append(ResBlockStep(f"down.{level}.res{i}", ch, base * mult))
             ch = base * mult
             if res in attn:
-                steps.append(("attn", f"down.{level}.attn{i}", ch))
-            steps.append(("push",))
+                steps.append(AttentionStep(f"down.{level}.attn{i}", ch))
+            steps.append(PushSkip(ch))
             skip_channels.append(ch)
         if level != len(mults) - 1:
-            steps += [("conv", f"down.{level}.downsample", ch, ch, 2), ("push",)]
+            steps += [DownsampleStep(f"down.{level}.downsample", ch), PushSkip(ch)]
             skip_channels.append(ch)
             res //= 2
-    steps += [("res", "mid.res0", ch, ch), ("attn", "mid.attn", ch), ("res", "mid.res1", ch, ch)]
+    steps += [ResBlockStep("mid.res0", ch, ch), AttentionStep("mid.attn", ch), ResBlockStep("mid.res1", ch, ch)]
     for level in reversed(range(len(mults))):                      # decoder
         for i in range(nrb + 1):
-            c_in = ch + skip_channels.pop()
+            skip = skip_channels.pop()
+            steps += [ConcatSkip(ch, skip), ResBlockStep(f"up.{level}.res{i}", ch + skip, base * mults[level])]
             ch = base * mults[level]
-            steps += [("concat",), ("res", f"up.{level}.res{i}", c_in, ch)]
             if res in attn:
-                steps.append(("attn", f"up.{level}.attn{i}", ch))
+                steps.append(AttentionStep(f"up.{level}.attn{i}", ch))
         if level != 0:
-            steps.append(("up", f"up.{level}.upsample", ch))
+            steps.append(UpsampleStep(f"up.{level}.upsample", ch))
             res *= 2
-    steps.append(("out", "out", ch, cfg["in_channels"]))
+    steps.append(OutStep("out", ch, cfg["in_channels"]))
     return steps

@@ -20,9 +20,10 @@ __all__ = ["sigmoid", "silu_forward", "silu_backward"]
 
 
 def sigmoid(x):
-    """σ(x) = 1 / (1 + e^{−x}), computed as ½(1 + tanh(x/2)) (same dtype as x)."""
+    """σ(x) = 1 / (1 + e^{−x}), computed as ½(1 + tanh(x/2)) (same dtype as x, float32/float64)."""
+    check_float("x", x)
     xp = array_module(x)
-    s = x * x.dtype.type(0.5)
+    s = xp.asarray(x * x.dtype.type(0.5))          # asarray: a 0-d x gives a NumPy scalar here
     xp.tanh(s, out=s)
     s += 1
     s *= x.dtype.type(0.5)
@@ -39,7 +40,7 @@ def silu_forward(x):
 
 def silu_backward(dy, cache):
     """dx = dy · (σ + x σ (1 − σ)) = dy · (y + σ (1 − y)), with y = x σ(x) from the cache."""
-    check_cache("silu_backward", cache, "silu")
+    check_cache("silu_backward", cache, "silu", ("y", "sig"))
     y, sig = cache["y"], cache["sig"]
     check_float("dy", dy, dtype=y.dtype)
     if dy.shape != y.shape:

@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import math
 
-from ddpm_ref.nn._validate import check_cache, check_float
+from ddpm_ref.nn._validate import check_axis, check_cache, check_float
 from ddpm_ref.nn.backend import array_module
 
 __all__ = ["attention_forward", "attention_backward", "softmax"]
 
 
 def softmax(s, axis=-1):
-    """Numerically stable softmax along ``axis`` (a new array, same dtype)."""
+    """Numerically stable softmax along ``axis`` (a new array, same dtype, float32/float64)."""
+    check_float("s", s)
+    if s.ndim == 0 or s.shape[check_axis("axis", axis, s.ndim)] == 0:
+        raise ValueError(f"s must have at least one entry along axis {axis} to normalise over, "
+                         f"got shape {tuple(s.shape)}")
     xp = array_module(s)
     e = s - s.max(axis=axis, keepdims=True)
     xp.exp(e, out=e)
@@ -47,6 +51,9 @@ def attention_forward(q, k, v):
     if q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k, v must have the same shape (B, L, D); got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[1] == 0 or q.shape[2] == 0:
+        raise ValueError(f"q, k, v need L >= 1 positions (a softmax over no keys is undefined) and "
+                         f"D >= 1 features (the scale is 1/√D); got shape (B, L, D) = {tuple(q.shape)}")
     scale = q.dtype.type(1.0 / math.sqrt(q.shape[-1]))
     s = q @ k.transpose(0, 2, 1)            # (B, L, L): every query against every key
     s *= scale
@@ -57,7 +64,7 @@ def attention_forward(q, k, v):
 
 def attention_backward(do, cache):
     """Returns ``(dq, dk, dv)``."""
-    check_cache("attention_backward", cache, "attention")
+    check_cache("attention_backward", cache, "attention", ("q", "k", "v", "p", "scale"))
     q, k, v, p, scale = cache["q"], cache["k"], cache["v"], cache["p"], cache["scale"]
     check_float("do", do, ndim=3, dtype=q.dtype)
     if do.shape != q.shape:

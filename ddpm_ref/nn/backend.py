@@ -8,10 +8,11 @@ so a machine without it never touches it.
 from __future__ import annotations
 
 import sys
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["array_module", "as_strided", "numpy_ops"]
+__all__ = ["array_module", "as_strided", "numpy_ops", "Ops"]
 
 
 def array_module(x):
@@ -30,6 +31,30 @@ def as_strided(x, shape, strides):
     if xp is np:
         return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
     return xp.lib.stride_tricks.as_strided(x, shape, strides)
+
+
+class Ops(Protocol):
+    """What the U-Net asks of an ops object: the four layer functions that a GPU would run.
+
+    The NumPy reference is the module ``ddpm_ref.nn`` itself (``numpy_ops()``): its
+    ``conv2d_forward`` is ``ddpm_ref.nn.conv.conv2d_forward`` and its ``attention_forward`` is
+    ``ddpm_ref.nn.attention.attention_forward``; ``kernels.get_ops(...)`` returns another.
+    Same signatures, dtypes and shapes as those, and one promise more: the array that a forward
+    returns is new (no cache holds it and it shares no memory with the inputs), because the
+    U-Net's blocks add into a convolution's output in place (``ddpm_ref.models.unet_blocks``).
+    """
+
+    def conv2d_forward(self, x, w, b=None, stride=1, padding=0):
+        """``(y, cache)``: y = conv2d(x, w) + b, see ``ddpm_ref.nn.conv.conv2d_forward``."""
+
+    def conv2d_backward(self, dy, cache):
+        """``(dx, dw, db)``, see ``ddpm_ref.nn.conv.conv2d_backward``."""
+
+    def attention_forward(self, q, k, v):
+        """``(o, cache)``: o = softmax(q kᵀ/√D) v, see ``ddpm_ref.nn.attention.attention_forward``."""
+
+    def attention_backward(self, do, cache):
+        """``(dq, dk, dv)``, see ``ddpm_ref.nn.attention.attention_backward``."""
 
 
 def numpy_ops():

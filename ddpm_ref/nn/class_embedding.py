@@ -26,8 +26,10 @@ def class_embedding_forward(y, table):
     if y_np.ndim != 1 or not np.issubdtype(y_np.dtype, np.integer):
         raise ValueError(f"y must be a 1-D integer array of labels, got {y_np.dtype} shape {y_np.shape}")
     rows = table.shape[0]
+    if rows < 1:
+        raise ValueError(f"table must have at least one row (the null label's), got shape {tuple(table.shape)}")
     if y_np.size and (y_np.min() < 0 or y_np.max() >= rows):
-        raise ValueError(f"labels must lie in 0..{rows - 1} ({rows - 1} is the null label), "
+        raise ValueError(f"y: labels must lie in 0..{rows - 1} ({rows - 1} is the null label), "
                          f"got values in {y_np.min()}..{y_np.max()}")
     onehot = xp.zeros((y_np.shape[0], rows), dtype=table.dtype)
     onehot[xp.arange(y_np.shape[0]), xp.asarray(y_np)] = 1
@@ -36,7 +38,7 @@ def class_embedding_forward(y, table):
 
 def class_embedding_backward(de, cache):
     """Returns ``dtable`` (num_classes + 1, E)."""
-    check_cache("class_embedding_backward", cache, "class_embedding")
+    check_cache("class_embedding_backward", cache, "class_embedding", ("onehot",))
     onehot = cache["onehot"]
     check_float("de", de, ndim=2, dtype=onehot.dtype)
     if de.shape[0] != onehot.shape[0]:

@@ -45,7 +45,16 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv2d_output_size"]
 
 
 def conv2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """H_out = (H + 2·padding − R) // stride + 1."""
+    """H_out = (H + 2·padding − R) // stride + 1, for size >= 0, kernel >= 1, stride >= 1, padding >= 0
+    and a kernel that fits in the padded input (else ValueError naming the argument)."""
+    size, kernel = check_nonneg_int("size", size), check_nonneg_int("kernel", kernel, lowest=1)
+    stride, padding = check_nonneg_int("stride", stride, lowest=1), check_nonneg_int("padding", padding)
+    if kernel > size + 2 * padding:
+        raise ValueError(f"kernel={kernel} does not fit in size={size} with padding={padding}")
+    return _output_size(size, kernel, stride, padding)
+
+
+def _output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -65,6 +74,8 @@ def _check_conv_args(x, w, b, stride, padding):
         )
     H, W = x.shape[2], x.shape[3]
     R, S = w.shape[2], w.shape[3]
+    if R < 1 or S < 1:
+        raise ValueError(f"w must have a kernel of at least 1x1, got shape (K, C, R, S) = {tuple(w.shape)}")
     if H + 2 * padding < R or W + 2 * padding < S:
         raise ValueError(f"the {R}x{S} kernel does not fit in the {H}x{W} input with padding {padding}")
     return stride, padding
@@ -103,8 +114,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0):
     stride, padding = _check_conv_args(x, w, b, stride, padding)
     N, C, H, W = x.shape
     K, _, R, S = w.shape
-    Ho = conv2d_output_size(H, R, stride, padding)
-    Wo = conv2d_output_size(W, S, stride, padding)
+    Ho = _output_size(H, R, stride, padding)
+    Wo = _output_size(W, S, stride, padding)
 
     xpad = _pad_channels_last(x, padding, padding)
     cols = _im2col(xpad, R, S, stride, Ho, Wo)   # (N·Ho·Wo, R·S·C)
@@ -151,13 +162,13 @@ def conv2d_backward(dy, cache):
     Raises:
         ValueError: the cache is not a conv2d cache, or dy does not have the output's shape/dtype.
     """
-    check_cache("conv2d_backward", cache, "conv2d")
+    check_cache("conv2d_backward", cache, "conv2d", ("xpad", "w", "x_shape", "stride", "padding", "has_bias"))
     xpad, w = cache["xpad"], cache["w"]
     N, C, H, W = cache["x_shape"]
     K, _, R, S = w.shape
     stride, padding = cache["stride"], cache["padding"]
-    Ho = conv2d_output_size(H, R, stride, padding)
-    Wo = conv2d_output_size(W, S, stride, padding)
+    Ho = _output_size(H, R, stride, padding)
+    Wo = _output_size(W, S, stride, padding)
     check_float("dy", dy, ndim=4, dtype=w.dtype)
     if tuple(dy.shape) != (N, K, Ho, Wo):
         raise ValueError(f"dy must have the output's shape {(N, K, Ho, Wo)}, got {tuple(dy.shape)}")

@@ -33,7 +33,8 @@ def dropout_forward(x, p, rng):
 
 def dropout_backward(dy, cache):
     """dx = dy · m / (1 − p) (dy itself when no mask was drawn)."""
-    check_cache("dropout_backward", cache, "dropout")
+    check_cache("dropout_backward", cache, "dropout", ("mask",))
+    check_float("dy", dy)
     mask = cache["mask"]
     if mask is None:
         return dy

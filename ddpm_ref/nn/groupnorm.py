@@ -21,6 +21,11 @@ around the magnitudes seen here); float64 inputs give float64 statistics.
 
 from __future__ import annotations
 
+import math
+import numbers
+
+import numpy as np
+
 from ddpm_ref.nn._validate import check_cache, check_float, check_nonneg_int
 from ddpm_ref.nn.backend import array_module
 
@@ -51,9 +56,16 @@ def _pixels_last(x):
     return x.transpose(0, 2, 3, 1).reshape(N, H * W, C)
 
 
-def _check_gn_args(x, gamma, beta, groups):
+def _check_gn_args(x, gamma, beta, groups, eps):
     check_float("x", x, ndim=4)
+    # eps keeps 1/√(σ² + ε) finite for a constant group (σ² = 0): it must be > 0 in x's dtype
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real) or not (
+            math.isfinite(eps) and x.dtype.type(eps) > 0):
+        raise ValueError(f"eps must be a finite number > 0 (and > 0 in {x.dtype}), got {eps!r}")
     C = x.shape[1]
+    if C < 1 or x.shape[2] * x.shape[3] < 1:
+        raise ValueError(f"x must have >= 1 channel and >= 1 pixel (a group's mean needs numbers), "
+                         f"got shape {tuple(x.shape)}")
     G = check_nonneg_int("groups", groups, lowest=1)
     if C % G:
         raise ValueError(f"groups={G} must divide the number of channels C={C}")
@@ -70,7 +82,7 @@ def groupnorm_forward(x, gamma, beta, groups, eps=1e-5):
     Works on the channels-last (N, H·W, C) view; y is channels-last in memory. Two passes for
     the statistics (μ first, then Σ(x − μ)²), which stays accurate when |μ| ≫ σ in float32.
     """
-    G = _check_gn_args(x, gamma, beta, groups)
+    G = _check_gn_args(x, gamma, beta, groups, eps)
     xp = array_module(x)
     N, C, H, W = x.shape
     M = H * W * (C // G)                                       # numbers per group
@@ -96,7 +108,7 @@ def groupnorm_backward(dy, cache):
     (term 1 direct, term 2 through μ, term 3 through σ²). The cache holds x − μ and rstd, so
     x̂ appears as (x − μ)·rstd: dx = dy·(rstd γ) − (x − μ)·(rstd² mean(dx̂ x̂)) − rstd·mean(dx̂).
     """
-    check_cache("groupnorm_backward", cache, "groupnorm")
+    check_cache("groupnorm_backward", cache, "groupnorm", ("xc", "rstd", "gamma", "G", "x_shape"))
     xc, rstd, gamma, G = cache["xc"], cache["rstd"], cache["gamma"], cache["G"]
     N, C, H, W = cache["x_shape"]
     check_float("dy", dy, ndim=4, dtype=xc.dtype)

@@ -45,7 +45,7 @@ def groupnorm_silu_forward(x, gamma, beta, groups, eps=1e-5):
 
     Same arguments and errors as ``groupnorm_forward``; y is channels-last in memory.
     """
-    G = _check_gn_args(x, gamma, beta, groups)
+    G = _check_gn_args(x, gamma, beta, groups, eps)
     xp = array_module(x)
     N, C, H, W = x.shape
     M = H * W * (C // G)                                       # numbers per group
@@ -69,7 +69,7 @@ def groupnorm_silu_forward(x, gamma, beta, groups, eps=1e-5):
 
 def groupnorm_silu_backward(dy, cache):
     """Returns ``(dx, dgamma, dbeta)`` for ``groupnorm_silu_forward``."""
-    check_cache("groupnorm_silu_backward", cache, "groupnorm_silu")
+    check_cache("groupnorm_silu_backward", cache, "groupnorm_silu", ("xc", "rstd", "gamma", "G", "s", "y", "x_shape"))
     xc, rstd, gamma, G = cache["xc"], cache["rstd"], cache["gamma"], cache["G"]
     s, y = cache["s"], cache["y"]
     N, C, H, W = cache["x_shape"]

@@ -20,6 +20,8 @@ def linear_forward(x, w, b=None):
     """y = x @ w.T + b. x (..., in), w (out, in), b (out,) or None. Returns ``(y, cache)``."""
     check_float("x", x)
     check_float("w", w, ndim=2, dtype=x.dtype)
+    if w.shape[0] < 1 or w.shape[1] < 1:
+        raise ValueError(f"w (out, in) must have out >= 1 and in >= 1, got shape {tuple(w.shape)}")
     if x.ndim < 1 or x.shape[-1] != w.shape[1]:
         raise ValueError(f"x has {x.shape[-1] if x.ndim else 0} features (shape {tuple(x.shape)}) "
                          f"but w (out, in) = {tuple(w.shape)} expects {w.shape[1]}")
@@ -37,7 +39,7 @@ def linear_forward(x, w, b=None):
 
 def linear_backward(dy, cache):
     """Returns ``(dx, dw, db)``; db is None when b was None."""
-    check_cache("linear_backward", cache, "linear")
+    check_cache("linear_backward", cache, "linear", ("x2", "w", "x_shape", "has_bias"))
     x2, w = cache["x2"], cache["w"]
     check_float("dy", dy, dtype=x2.dtype)
     expected = (*cache["x_shape"][:-1], w.shape[0])

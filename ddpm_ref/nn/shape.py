@@ -23,7 +23,8 @@ def add_forward(a, b):
 
 def add_backward(dy, cache):
     """Returns ``(da, db)``: both are dy itself (the same array; do not modify it in place)."""
-    check_cache("add_backward", cache, "add")
+    check_cache("add_backward", cache, "add", ("shape",))
+    check_float("dy", dy)
     if dy.shape != cache["shape"]:
         raise ValueError(f"dy must have shape {tuple(cache['shape'])}, got {tuple(dy.shape)}")
     return dy, dy
@@ -48,7 +49,8 @@ def concat_forward(a, b):
 
 def concat_backward(dy, cache):
     """Returns ``(da, db)``: the first C_a channels of dy, and the rest (views)."""
-    check_cache("concat_backward", cache, "concat")
+    check_cache("concat_backward", cache, "concat", ("split", "shape"))
+    check_float("dy", dy)
     if tuple(dy.shape) != cache["shape"]:
         raise ValueError(f"dy must have shape {cache['shape']}, got {tuple(dy.shape)}")
     ca = cache["split"]

@@ -22,9 +22,22 @@ from ddpm_ref.nn.linear import linear_backward, linear_forward
 __all__ = ["time_mlp_forward", "time_mlp_backward"]
 
 
+def _check_weights(w1, b1, w2, b2):
+    check_float("w1", w1, ndim=2)
+    if w1.shape[1] < 2 or w1.shape[1] % 2:
+        raise ValueError(f"w1 (E, d) must have an even code width d >= 2 (sin/cos pairs), got shape {tuple(w1.shape)}")
+    check_float("w2", w2, ndim=2, dtype=w1.dtype)
+    if w2.shape[1] != w1.shape[0]:
+        raise ValueError(f"w2 (E2, E) must take w1's {w1.shape[0]} outputs, got shape {tuple(w2.shape)}")
+    for name, b, n in (("b1", b1, w1.shape[0]), ("b2", b2, w2.shape[0])):
+        check_float(name, b, ndim=1, dtype=w1.dtype)
+        if b.shape[0] != n:
+            raise ValueError(f"{name} must have shape ({n},), got {tuple(b.shape)}")
+
+
 def time_mlp_forward(t, w1, b1, w2, b2):
     """e = Linear2(silu(Linear1(P(t)))). t int (N,); w1 (E, d); w2 (E2, E). Returns ``(e, cache)``."""
-    check_float("w1", w1, ndim=2)
+    _check_weights(w1, b1, w2, b2)
     t_arr = np.asarray(t.get() if hasattr(t, "get") else t)      # CuPy -> NumPy for the table
     if t_arr.ndim != 1 or not np.issubdtype(t_arr.dtype, np.integer):
         raise ValueError(f"t must be a 1-D integer array of timesteps, got {t_arr.dtype} shape {t_arr.shape}")
@@ -38,7 +51,7 @@ def time_mlp_forward(t, w1, b1, w2, b2):
 
 def time_mlp_backward(de, cache):
     """Returns ``(dw1, db1, dw2, db2)``."""
-    check_cache("time_mlp_backward", cache, "time_mlp")
+    check_cache("time_mlp_backward", cache, "time_mlp", ("linear1", "silu", "linear2"))
     check_float("de", de, ndim=2)
     da, dw2, db2 = linear_backward(de, cache["linear2"])
     dh = silu_backward(da, cache["silu"])

@@ -24,7 +24,7 @@ def upsample_forward(x):
 
 def upsample_backward(dy, cache):
     """dx = sum of dy over each 2×2 block."""
-    check_cache("upsample_backward", cache, "upsample")
+    check_cache("upsample_backward", cache, "upsample", ("x_shape",))
     N, C, H, W = cache["x_shape"]
     check_float("dy", dy, ndim=4)
     if tuple(dy.shape) != (N, C, 2 * H, 2 * W):

@@ -48,8 +48,13 @@ def upsample_conv_forward(x, w, b, ops):
     """
     check_float("x", x, ndim=4)
     check_float("w", w, ndim=4, dtype=x.dtype)
+    if not (callable(getattr(ops, "conv2d_forward", None)) and callable(getattr(ops, "conv2d_backward", None))):
+        raise ValueError(f"ops must provide conv2d_forward and conv2d_backward (ddpm_ref.nn or a "
+                         f"kernels ops object), got {type(ops).__name__}")
     if w.shape[2:] != (3, 3) or w.shape[1] != x.shape[1]:
         raise ValueError(f"w must have shape (K, {x.shape[1]}, 3, 3), got {tuple(w.shape)}")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"x must have at least one pixel, got shape {tuple(x.shape)}")
     xp = array_module(x)
     N, C, H, W = x.shape
     K = w.shape[0]
@@ -72,7 +77,7 @@ def upsample_conv_forward(x, w, b, ops):
 
 def upsample_conv_backward(dy, cache):
     """Returns ``(dx, dw, db)``; db is None when b was None."""
-    check_cache("upsample_conv_backward", cache, "upsample_conv")
+    check_cache("upsample_conv_backward", cache, "upsample_conv", ("convs", "ops", "x_shape", "w_shape", "has_bias"))
     N, C, H, W = cache["x_shape"]
     K = cache["w_shape"][0]
     check_float("dy", dy, ndim=4)

@@ -27,7 +27,18 @@ def test_linear(x_shape, bias, rng, fd_check):
     arrays = {"x": x, "w": w} | ({"b": b} if bias else {})
     grads = {"x": dx, "w": dw} | ({"b": db} if bias else {})
     fd_check(_proj_loss(lambda: nn.linear_forward(x, w, b)[0], G), arrays, grads, rng)
+
+
+@pytest.mark.parametrize("x_shape", [(5, 3), (2, 4, 3), (3,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch(x_shape, bias, rng):
     torch = pytest.importorskip("torch")
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((4, 3))
+    b = rng.standard_normal(4) if bias else None
+    y, cache = nn.linear_forward(x, w, b)
+    G = rng.standard_normal(y.shape)
+    dx, dw, db = nn.linear_backward(G, cache)
     xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     bt = torch.tensor(b, requires_grad=True) if bias else None
     torch.nn.functional.linear(xt, wt, bt).backward(torch.tensor(G))
@@ -58,7 +69,16 @@ def test_groupnorm(shape, G, rng, fd_check, to_channels_last):
     # channels-last input: same numbers
     y2, c2 = nn.groupnorm_forward(to_channels_last(x), gamma, beta, G)
     np.testing.assert_allclose(y, y2, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("shape,G", [((2, 6, 5, 3), 3), ((3, 4, 4, 4), 1), ((2, 4, 3, 3), 4), ((1, 8, 1, 1), 2)])
+def test_groupnorm_matches_torch(shape, G, rng):
     torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape) * 3 + 2
+    gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    y, cache = nn.groupnorm_forward(x, gamma, beta, G)
+    G_ = rng.standard_normal(y.shape)
+    dx, dg, db = nn.groupnorm_backward(G_, cache)
     ts = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
     yt = torch.nn.functional.group_norm(ts[0], G, ts[1], ts[2], eps=1e-5)
     yt.backward(torch.tensor(G_))
@@ -94,7 +114,14 @@ def test_silu(rng, fd_check):
     G = rng.standard_normal(y.shape)
     dx = nn.silu_backward(G, cache)
     fd_check(_proj_loss(lambda: nn.silu_forward(x)[0], G), {"x": x}, {"x": dx}, rng)
+
+
+def test_silu_matches_torch(rng):
     torch = pytest.importorskip("torch")
+    x = rng.standard_normal((3, 4, 2)) * 4
+    y, cache = nn.silu_forward(x)
+    G = rng.standard_normal(y.shape)
+    dx = nn.silu_backward(G, cache)
     xt = torch.tensor(x, requires_grad=True)
     yt = torch.nn.functional.silu(xt)
     yt.backward(torch.tensor(G))
@@ -122,7 +149,14 @@ def test_upsample(rng, fd_check):
     G = rng.standard_normal(y.shape)
     dx = nn.upsample_backward(G, cache)
     fd_check(_proj_loss(lambda: nn.upsample_forward(x)[0], G), {"x": x}, {"x": dx}, rng)
+
+
+def test_upsample_matches_torch(rng):
     torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 3, 2))
+    y, cache = nn.upsample_forward(x)
+    G = rng.standard_normal(y.shape)
+    dx = nn.upsample_backward(G, cache)
     xt = torch.tensor(x, requires_grad=True)
     yt = torch.nn.functional.interpolate(xt, scale_factor=2, mode="nearest")
     yt.backward(torch.tensor(G))
@@ -228,12 +262,20 @@ def test_class_embedding(rng, fd_check):
     np.testing.assert_allclose(dtable[0], G[0] + G[2])        # repeated labels add up
     assert not dtable[1].any()
     fd_check(_proj_loss(lambda: nn.class_embedding_forward(y, table)[0], G), {"table": table}, {"table": dtable}, rng)
+    with pytest.raises(ValueError, match="labels must lie"):
+        nn.class_embedding_forward(np.array([4]), table)
+
+
+def test_class_embedding_matches_torch(rng):
     torch = pytest.importorskip("torch")
+    table = rng.standard_normal((4, 3))
+    y = np.array([0, 3, 0, 2])
+    e, cache = nn.class_embedding_forward(y, table)
+    G = rng.standard_normal(e.shape)
+    dtable = nn.class_embedding_backward(G, cache)
     tt = torch.tensor(table, requires_grad=True)
     torch.nn.functional.embedding(torch.tensor(y), tt).backward(torch.tensor(G))
     np.testing.assert_allclose(dtable, tt.grad.numpy(), rtol=1e-14, atol=1e-14)
-    with pytest.raises(ValueError, match="labels must lie"):
-        nn.class_embedding_forward(np.array([4]), table)
 
 
 def test_module_is_an_ops_object():
@@ -250,3 +292,44 @@ def test_variance_scaling_init(rng):
     assert w.dtype == np.float32 and np.abs(w).max() <= limit
     assert abs(w.var() - limit ** 2 / 3) < 0.05 * limit ** 2 / 3
     assert not nn.variance_scaling(rng, (3, 3), 0.0).any()
+
+
+# ---------------------------------------------------------------- issue 9: the wrong error, or silent NaN
+
+_C = np.full((1, 4, 2, 2), 3.0)                 # a constant input: every group has σ² = 0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: nn.groupnorm_forward(_C, np.ones(4), np.zeros(4), 2, eps=0.0), "eps must be"),
+    (lambda: nn.groupnorm_forward(_C, np.ones(4), np.zeros(4), 2, eps=-1e-5), "eps must be"),
+    (lambda: nn.groupnorm_silu_forward(_C.astype(np.float32), np.ones(4, np.float32), np.zeros(4, np.float32), 2,
+                                       eps=1e-300), "eps must be"),      # 0 once cast to float32
+    (lambda: nn.groupnorm_forward(np.ones((1, 4, 0, 2)), np.ones(4), np.zeros(4), 2), "pixel"),
+    (lambda: nn.attention_forward(*(np.ones((2, 3, 0)),) * 3), "D >= 1"),
+    (lambda: nn.attention_forward(*(np.ones((2, 0, 3)),) * 3), "L >= 1"),
+    (lambda: nn.conv2d_output_size(5, 3, 0), "stride"),
+    (lambda: nn.conv2d_output_size(2, 5, 1, 1), "kernel=5"),
+    (lambda: nn.sigmoid(None), "x must be"),
+    (lambda: nn.softmax(None), "s must be"),
+    (lambda: nn.softmax(np.arange(3)), "s must be float32 or float64"),
+    (lambda: nn.softmax(np.ones((2, 0))), "s must have at least one entry"),
+    (lambda: nn.softmax(np.ones(3), axis=1), "axis"),
+    (lambda: nn.linear_forward(np.ones((0, 3)), np.ones((0, 3))), "w \\(out, in\\)"),
+    (lambda: nn.linear_forward(np.ones((2, 0)), np.ones((4, 0))), "w \\(out, in\\)"),
+    (lambda: nn.conv2d_backward(np.ones((1, 1, 1, 1)), {"op": "conv2d"}), "cache lacks xpad"),
+    (lambda: nn.dropout_backward(None, nn.dropout_forward(np.ones(2), 0.0, None)[1]), "dy must be"),
+    (lambda: nn.variance_scaling(np.random.default_rng(0), (3, 3), float("nan")), "scale"),
+    (lambda: nn.class_embedding_forward(np.array([0]), np.ones((0, 3))), "table"),
+])
+def test_bad_arguments_raise_valueerror_naming_them(call, match):
+    """The cases of issue 9: each gave NaN, ZeroDivisionError, AttributeError, UFuncTypeError,
+    KeyError or NumPy's own message before."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_small_positive_eps_keeps_a_constant_group_finite():
+    """The default eps on a constant input: y = β exactly (x − μ = 0), and finite gradients."""
+    y, cache = nn.groupnorm_forward(_C, np.ones(4), np.arange(4.0), 2)
+    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(4.0)[None, :, None, None], _C.shape))
+    assert all(np.isfinite(g).all() for g in nn.groupnorm_backward(np.ones_like(_C), cache))
