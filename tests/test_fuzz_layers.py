@@ -519,9 +519,6 @@ def test_user_files(tmp_path_factory, raw, kind):
     outcome(data.load_image_file, str(path), str(d / "missing"), names=["path", "labels_path"])
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="conv_plain.py / attention_plain.py (another engineer's files) read the cache "
-                          "before checking its keys; fix: pass the keys to check_cache, as conv.py does")
 @pytest.mark.parametrize("backward, op, dy", [
     (nn.conv2d_backward_plain, "conv2d_plain", np.ones((1, 1, 1, 1))),
     (nn.attention_backward_plain, "attention_plain", np.ones((1, 1, 1))),

@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ddpm_ref"
 
 # Layer of each module, by the longest matching dotted prefix (relative to ddpm_ref).
 LAYERS = {
-    "": 0, "_checks": 0, "_rng": 0, "_math_checks": 0,                                   # helpers every layer may use
-    "schedules": 1, "diffusion": 1, "likelihood": 1, "elbo": 1, "embeddings": 1,   # math
+    "": 0, "_checks": 0, "_rng": 0,                                   # helpers every layer may use
+    "schedules": 1, "diffusion": 1, "likelihood": 1, "elbo": 1, "embeddings": 1, "_math_checks": 1,  # math
     "prediction": 1, "timesteps": 1, "zero_snr": 1, "learned_variance": 1, "score": 1,
     "nn": 2,                                                          # layers
     "models": 3,                                                      # model

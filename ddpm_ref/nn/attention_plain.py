@@ -38,7 +38,7 @@ def _check_forward_args(q, k, v):
 
 
 def _check_backward_args(do, cache):
-    check_cache("attention_backward_plain", cache, "attention_plain")
+    check_cache("attention_backward_plain", cache, "attention_plain", keys=("q", "k", "v", "p"))
     q = cache["q"]
     check_float("do", do, ndim=3, dtype=q.dtype)
     if do.shape != q.shape:

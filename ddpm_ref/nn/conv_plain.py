@@ -45,7 +45,8 @@ def _check_forward_args(x, w, b, stride, padding):
 
 
 def _check_backward_args(dy, cache):
-    check_cache("conv2d_backward_plain", cache, "conv2d_plain")
+    check_cache("conv2d_backward_plain", cache, "conv2d_plain",
+                keys=("x_pad", "w", "stride", "padding", "x_shape", "y_shape", "has_bias"))
     check_float("dy", dy, ndim=4, dtype=cache["w"].dtype)
     if tuple(dy.shape) != cache["y_shape"]:
         raise ValueError(f"dy must have the output's shape {cache['y_shape']}, got {tuple(dy.shape)}")

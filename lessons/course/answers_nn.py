@@ -102,11 +102,11 @@ def _ex_07_2(answer):
 
 
 def _num_skips():
-    from ddpm_ref.models.unet_plan import build_plan
+    from ddpm_ref.models.unet_plan import PushSkip, build_plan
 
     cfg = {"in_channels": 1, "image_size": 8, "base_channels": 32, "channel_mults": (1, 2, 2),
            "num_res_blocks": 2, "attention_resolutions": ()}
-    return sum(1 for step in build_plan(cfg) if step[0] == "push")
+    return sum(1 for step in build_plan(cfg) if isinstance(step, PushSkip))
 
 
 @exercise("07.3", solution=_num_skips)
