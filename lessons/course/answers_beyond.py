@@ -33,9 +33,15 @@ def _as_fn(mistakes):
 # --------------------------------------------------------------------------------------------
 
 
-def _my_v_target(sched, x0, t, noise):
-    a = sched.alpha_bars[t].reshape(-1, *([1] * (x0.ndim - 1)))          # ᾱ_t per example, (N, 1, ...)
-    return np.sqrt(a) * noise - np.sqrt(1 - a) * x0                        # v = √ᾱ ε − √(1 − ᾱ) x₀
+def _solution_12_1():
+    """The solution of exercise 12.1, as a student writes it (what hint() shows last)."""
+    def my_v_target(sched, x0, t, noise):
+        a = sched.alpha_bars[t].reshape(-1, *([1] * (x0.ndim - 1)))          # ᾱ_t per example, (N, 1, ...)
+        return np.sqrt(a) * noise - np.sqrt(1 - a) * x0                        # v = √ᾱ ε − √(1 − ᾱ) x₀
+    return my_v_target
+
+
+_my_v_target = _solution_12_1()
 
 
 def _v_sign_flipped(sched, x0, t, noise):
@@ -70,7 +76,7 @@ _V_MISTAKES = {
 }
 
 
-@exercise("12.1", solution=lambda: _my_v_target, wrong=_as_fn(_V_MISTAKES),
+@exercise("12.1", solution=_solution_12_1, wrong=_as_fn(_V_MISTAKES),
           hints=("Differentiate x_t = cos φ·x₀ + sin φ·ε with respect to φ, then write cos φ_t and sin φ_t with ᾱ_t. "
                  "t holds one timestep per example: reshape sched.alpha_bars[t] to (N, 1, ...).",
                  "v = cos φ_t·ε − sin φ_t·x₀ = √ᾱ_t·ε − √(1 − ᾱ_t)·x₀ (Salimans & Ho 2022, sec. 4)."))
@@ -87,9 +93,15 @@ def _ex_12_1(answer):
     return compare_function(answer, v_target, inputs, rtol=1e-10, atol=1e-12, mistakes=_V_MISTAKES)
 
 
-def _my_x0_from_v(sched, xt, t, v):
-    a = sched.alpha_bars[t].reshape(-1, *([1] * (xt.ndim - 1)))
-    return np.sqrt(a) * xt - np.sqrt(1 - a) * v                             # rotate (x_t, v) back by −φ_t
+def _solution_12_2():
+    """The solution of exercise 12.2, as a student writes it (what hint() shows last)."""
+    def my_x0_from_v(sched, xt, t, v):
+        a = sched.alpha_bars[t].reshape(-1, *([1] * (xt.ndim - 1)))
+        return np.sqrt(a) * xt - np.sqrt(1 - a) * v                             # rotate (x_t, v) back by −φ_t
+    return my_x0_from_v
+
+
+_my_x0_from_v = _solution_12_2()
 
 
 def _x0_from_v_plus(sched, xt, t, v):
@@ -127,7 +139,7 @@ def _ex_12_2_reference(sched, xt, t, v):
     return x0_from_prediction(sched, xt, t, v, "v")
 
 
-@exercise("12.2", solution=lambda: _my_x0_from_v, wrong=_as_fn(_X0_FROM_V_MISTAKES),
+@exercise("12.2", solution=_solution_12_2, wrong=_as_fn(_X0_FROM_V_MISTAKES),
           hints=("(x_t, v) is (x₀, ε) rotated by φ_t; a rotation is undone by its transpose. Write the 2×2 matrix "
                  "out and read off the row that gives x₀.",
                  "x̂₀ = cos φ_t·x_t − sin φ_t·v̂ = √ᾱ_t·x_t − √(1 − ᾱ_t)·v̂."))
@@ -145,13 +157,19 @@ def _ex_12_2(answer):
     return compare_function(answer, _ex_12_2_reference, inputs, rtol=1e-10, atol=1e-12, mistakes=_X0_FROM_V_MISTAKES)
 
 
-def _my_vlb_grad(sched, x0, xt, t, mean, v_sigma):
-    log_beta, log_beta_tilde = np.log(sched.betas[t]), sched.posterior_log_variance_clipped[t]
-    mu_q = sched.posterior_mean_coef_x0[t] * x0 + sched.posterior_mean_coef_xt[t] * xt     # μ̃_t, eq. 7
-    log_var = v_sigma * log_beta + (1 - v_sigma) * log_beta_tilde                           # eq. 15
-    d_kl_d_logvar = 0.5 * (1 - np.exp(log_beta_tilde - log_var) - (mu_q - mean) ** 2 * np.exp(-log_var))
-    dims = x0[0].size
-    return d_kl_d_logvar * (log_beta - log_beta_tilde) / (dims * np.log(2))                 # chain rule; mean over dims, bits
+def _solution_12_3():
+    """The solution of exercise 12.3, as a student writes it (what hint() shows last)."""
+    def my_vlb_grad(sched, x0, xt, t, mean, v_sigma):
+        log_beta, log_beta_tilde = np.log(sched.betas[t]), sched.posterior_log_variance_clipped[t]
+        mu_q = sched.posterior_mean_coef_x0[t] * x0 + sched.posterior_mean_coef_xt[t] * xt     # μ̃_t, eq. 7
+        log_var = v_sigma * log_beta + (1 - v_sigma) * log_beta_tilde                           # eq. 15
+        d_kl_d_logvar = 0.5 * (1 - np.exp(log_beta_tilde - log_var) - (mu_q - mean) ** 2 * np.exp(-log_var))
+        dims = x0[0].size
+        return d_kl_d_logvar * (log_beta - log_beta_tilde) / (dims * np.log(2))                 # chain rule; mean over dims, bits
+    return my_vlb_grad
+
+
+_my_vlb_grad = _solution_12_3()
 
 
 def _grad_variant(*, bits=True, mean=True, chain=True, half=True, sign=-1.0):
@@ -199,7 +217,7 @@ def _vlb_grad_inputs():
     return inputs
 
 
-@exercise("12.3", solution=lambda: _my_vlb_grad, wrong=_as_fn(_VLB_GRAD_MISTAKES),
+@exercise("12.3", solution=_solution_12_3, wrong=_as_fn(_VLB_GRAD_MISTAKES),
           hints=("Two factors by the chain rule: ∂KL/∂log σ² (a Gaussian KL whose second variance is σ² = exp(log σ²)), "
                  "times ∂log σ²/∂v from eq. 15. Then the units: L_{t−1} is a mean over the D dimensions in bits.",
                  "∂L/∂v = ½(1 − β̃_t/σ² − (μ̃_t − μ_θ)²/σ²)·(log β_t − log β̃_t)/(D·log 2), with "
@@ -214,9 +232,15 @@ def _ex_12_3(answer):
 # --------------------------------------------------------------------------------------------
 
 
-def _my_langevin_step(sched, x, t, eps, alpha, z):
-    score = -eps / np.sqrt(1 - sched.alpha_bars[t])                      # ∇ log q_t = −ε/√(1 − ᾱ_t)
-    return x + 0.5 * alpha * score + np.sqrt(alpha) * z
+def _solution_13_1():
+    """The solution of exercise 13.1, as a student writes it (what hint() shows last)."""
+    def my_langevin_step(sched, x, t, eps, alpha, z):
+        score = -eps / np.sqrt(1 - sched.alpha_bars[t])                      # ∇ log q_t = −ε/√(1 − ᾱ_t)
+        return x + 0.5 * alpha * score + np.sqrt(alpha) * z
+    return my_langevin_step
+
+
+_my_langevin_step = _solution_13_1()
 
 
 def _langevin_no_half(sched, x, t, eps, alpha, z):
@@ -254,7 +278,7 @@ def _ex_13_1_reference(sched, x, t, eps, alpha, z):
     return x + 0.5 * alpha * score_from_eps(sched, t, eps) + np.sqrt(alpha) * z
 
 
-@exercise("13.1", solution=lambda: _my_langevin_step, wrong=_as_fn(_LANGEVIN_MISTAKES),
+@exercise("13.1", solution=_solution_13_1, wrong=_as_fn(_LANGEVIN_MISTAKES),
           hints=("First the score from ε (section 1), then Song & Ermon's update: half the step size times the score, "
                  "plus noise whose variance is the step size.",
                  "x ← x + (α/2)·∇log q_t(x) + √α·z with ∇log q_t(x) = −ε_θ(x, t)/√(1 − ᾱ_t)."))
@@ -265,10 +289,16 @@ def _ex_13_1(answer):
     return compare_function(answer, _ex_13_1_reference, inputs, rtol=1e-10, atol=1e-12, mistakes=_LANGEVIN_MISTAKES)
 
 
-def _my_pf_ode_vp_step(sched, x, t, t_prev, eps):
-    B = np.log(sched.alpha_bars[t_prev]) - np.log(sched.alpha_bars[t])   # ∫ β(s) ds over (t_prev, t]
-    score = -eps / np.sqrt(1 - sched.alpha_bars[t])
-    return x + 0.5 * B * (x + score)                                      # dx/du = −½(x + score), Δu = −B
+def _solution_13_2():
+    """The solution of exercise 13.2, as a student writes it (what hint() shows last)."""
+    def my_pf_ode_vp_step(sched, x, t, t_prev, eps):
+        B = np.log(sched.alpha_bars[t_prev]) - np.log(sched.alpha_bars[t])   # ∫ β(s) ds over (t_prev, t]
+        score = -eps / np.sqrt(1 - sched.alpha_bars[t])
+        return x + 0.5 * B * (x + score)                                      # dx/du = −½(x + score), Δu = −B
+    return my_pf_ode_vp_step
+
+
+_my_pf_ode_vp_step = _solution_13_2()
 
 
 def _vp_sum_of_betas(sched, x, t, t_prev, eps):
@@ -305,7 +335,7 @@ def _ex_13_2_reference(sched, x, t, t_prev, eps):
     return x + 0.5 * integrated_beta(sched, t, t_prev) * (x + score_from_eps(sched, t, eps))
 
 
-@exercise("13.2", solution=lambda: _my_pf_ode_vp_step, wrong=_as_fn(_VP_MISTAKES),
+@exercise("13.2", solution=_solution_13_2, wrong=_as_fn(_VP_MISTAKES),
           hints=("With u = −log ᾱ as the time variable the ODE reads dx/du = −½(x + ∇log q). Going from t down to t_prev "
                  "changes u by −B, where B = log ᾱ_{t_prev} − log ᾱ_t > 0.",
                  "x_{t_prev} = x_t + ½·B·(x_t + ∇log q_t(x_t)), B = log ᾱ_{t_prev} − log ᾱ_t, ∇log q_t = −ε/√(1 − ᾱ_t)."))
@@ -316,16 +346,22 @@ def _ex_13_2(answer):
     return compare_function(answer, _ex_13_2_reference, inputs, rtol=1e-10, atol=1e-12, mistakes=_VP_MISTAKES)
 
 
-def _my_heun_step(eps_model, sched, x, t, t_prev):
-    def euler(x, eps):                                                   # dx̄/dσ = ε, x̄ = x/√ᾱ, σ = √(1 − ᾱ)/√ᾱ
-        sig, sig_prev = np.sqrt(1 - sched.alpha_bars[t]) / np.sqrt(sched.alpha_bars[t]), \
-            np.sqrt(1 - sched.alpha_bars[t_prev]) / np.sqrt(sched.alpha_bars[t_prev])
-        return np.sqrt(sched.alpha_bars[t_prev]) * (x / np.sqrt(sched.alpha_bars[t]) + (sig_prev - sig) * eps)
+def _solution_13_3():
+    """The solution of exercise 13.3, as a student writes it (what hint() shows last)."""
+    def my_heun_step(eps_model, sched, x, t, t_prev):
+        def euler(x, eps):                                                   # dx̄/dσ = ε, x̄ = x/√ᾱ, σ = √(1 − ᾱ)/√ᾱ
+            sig, sig_prev = np.sqrt(1 - sched.alpha_bars[t]) / np.sqrt(sched.alpha_bars[t]), \
+                np.sqrt(1 - sched.alpha_bars[t_prev]) / np.sqrt(sched.alpha_bars[t_prev])
+            return np.sqrt(sched.alpha_bars[t_prev]) * (x / np.sqrt(sched.alpha_bars[t]) + (sig_prev - sig) * eps)
 
-    n = len(x)
-    eps = eps_model(x, np.full(n, t))
-    eps_end = eps_model(euler(x, eps), np.full(n, t_prev))               # the slope where Euler lands
-    return euler(x, 0.5 * (eps + eps_end))                               # the step again, average slope
+        n = len(x)
+        eps = eps_model(x, np.full(n, t))
+        eps_end = eps_model(euler(x, eps), np.full(n, t_prev))               # the slope where Euler lands
+        return euler(x, 0.5 * (eps + eps_end))                               # the step again, average slope
+    return my_heun_step
+
+
+_my_heun_step = _solution_13_3()
 
 
 def _heun_reference_with(end_t=None, mode="heun"):
@@ -364,7 +400,7 @@ _HEUN_MISTAKES = {
 }
 
 
-@exercise("13.3", solution=lambda: _my_heun_step, wrong=_as_fn(_HEUN_MISTAKES),
+@exercise("13.3", solution=_solution_13_3, wrong=_as_fn(_HEUN_MISTAKES),
           hints=("Heun = predictor + corrector: an Euler step to t_prev, the model's ε at that point (at t_prev), then "
                  "the Euler step from x_t again with the mean of the two slopes. In (x̄, σ) the slope is ε itself.",
                  "ε₁ = ε_θ(x_t, t); x_E = √ᾱ_{t'}(x_t/√ᾱ_t + (σ_{t'} − σ_t)ε₁); ε₂ = ε_θ(x_E, t'); "
@@ -386,8 +422,14 @@ def _ex_13_3(answer):
 # --------------------------------------------------------------------------------------------
 
 
-def _my_trailing(T, steps):
-    return np.round(np.arange(T, 0, -T / steps))[:steps].astype(np.int64)   # diffusers' i + 1
+def _solution_14_1():
+    """The solution of exercise 14.1, as a student writes it (what hint() shows last)."""
+    def my_trailing(T, steps):
+        return np.round(np.arange(T, 0, -T / steps))[:steps].astype(np.int64)   # diffusers' i + 1
+    return my_trailing
+
+
+_my_trailing = _solution_14_1()
 
 
 def _trailing_zero_based(T, steps):
@@ -429,7 +471,7 @@ def _ex_14_1_reference(T, steps):
     return sampling_timesteps(T, steps, "trailing")
 
 
-@exercise("14.1", solution=lambda: _my_trailing, wrong=_as_fn(_TRAILING_MISTAKES),
+@exercise("14.1", solution=_solution_14_1, wrong=_as_fn(_TRAILING_MISTAKES),
           hints=("Count down from T with a float stride T/steps and round, keeping `steps` values. diffusers then "
                  "subtracts 1 to get its 0-based index, and our t is that index + 1.",
                  "t_k = round(T − k·T/steps) for k = 0, ..., steps − 1 (np.round(np.arange(T, 0, -T/steps))[:steps])."))
@@ -438,11 +480,17 @@ def _ex_14_1(answer):
     return compare_function(answer, _ex_14_1_reference, inputs, rtol=0, atol=0, mistakes=_TRAILING_MISTAKES)
 
 
-def _my_diffusers_embedding(t, d, n=10000.0):
-    i = np.asarray(t, dtype=np.float64) - 1                                # diffusers' 0-based timestep
-    omega = n ** (-np.arange(d // 2) / (d // 2))                           # freq_shift = 0: n^(−2k/d)
-    angles = i[:, None] * omega[None, :]
-    return np.concatenate([np.cos(angles), np.sin(angles)], axis=1)       # flip_sin_to_cos=True: [cos | sin]
+def _solution_14_2():
+    """The solution of exercise 14.2, as a student writes it (what hint() shows last)."""
+    def my_diffusers_embedding(t, d, n=10000.0):
+        i = np.asarray(t, dtype=np.float64) - 1                                # diffusers' 0-based timestep
+        omega = n ** (-np.arange(d // 2) / (d // 2))                           # freq_shift = 0: n^(−2k/d)
+        angles = i[:, None] * omega[None, :]
+        return np.concatenate([np.cos(angles), np.sin(angles)], axis=1)       # flip_sin_to_cos=True: [cos | sin]
+    return my_diffusers_embedding
+
+
+_my_diffusers_embedding = _solution_14_2()
 
 
 def _emb_not_shifted(t, d):
@@ -481,7 +529,7 @@ def _ex_14_2_reference(t, d):
     return sinusoidal_embedding_halves(np.asarray(t) - 1, d, order="cos_sin")
 
 
-@exercise("14.2", solution=lambda: _my_diffusers_embedding, wrong=_as_fn(_EMB_MISTAKES),
+@exercise("14.2", solution=_solution_14_2, wrong=_as_fn(_EMB_MISTAKES),
           hints=("Three conventions at once: which timestep the network is given (0-based), the frequencies "
                  "(exponent −log(n)·k/(d/2 − freq_shift) with freq_shift = 0) and the order of the halves.",
                  "E(t, k) = cos((t − 1)·n^(−2k/d)), E(t, d/2 + k) = sin((t − 1)·n^(−2k/d)), k = 0..d/2 − 1, n = 10000."))
@@ -490,9 +538,15 @@ def _ex_14_2(answer):
     return compare_function(answer, _ex_14_2_reference, inputs, rtol=1e-9, atol=1e-12, mistakes=_EMB_MISTAKES)
 
 
-def _my_learned_range(sched, t, model_output):
-    v = (np.asarray(model_output, dtype=np.float64) + 1) / 2                 # [−1, 1] → [0, 1]
-    return v * np.log(sched.betas[t]) + (1 - v) * sched.posterior_log_variance_clipped[t]   # eq. 15
+def _solution_14_3():
+    """The solution of exercise 14.3, as a student writes it (what hint() shows last)."""
+    def my_learned_range(sched, t, model_output):
+        v = (np.asarray(model_output, dtype=np.float64) + 1) / 2                 # [−1, 1] → [0, 1]
+        return v * np.log(sched.betas[t]) + (1 - v) * sched.posterior_log_variance_clipped[t]   # eq. 15
+    return my_learned_range
+
+
+_my_learned_range = _solution_14_3()
 
 
 def _lr_no_map(sched, t, o):
@@ -527,7 +581,7 @@ def _ex_14_3_reference(sched, t, o):
     return learned_log_variance(sched, t, (np.asarray(o, dtype=np.float64) + 1) / 2)
 
 
-@exercise("14.3", solution=lambda: _my_learned_range, wrong=_as_fn(_LR_MISTAKES),
+@exercise("14.3", solution=_solution_14_3, wrong=_as_fn(_LR_MISTAKES),
           hints=("It is eq. 15 of lesson 12 after one change of variable: diffusers' network output lives in [−1, 1].",
                  "log σ_t² = v·log β_t + (1 − v)·log β̃_t with v = (output + 1)/2, log β̃_t = "
                  "sched.posterior_log_variance_clipped[t]."))
