@@ -69,6 +69,7 @@ FIGURE_MODULES = (
     "embedding",     # the timestep encoding
     "reverse",       # the reverse process on a 2-D Gaussian mixture with its optimal denoiser; DDPM vs DDIM
     "elbo",          # the bound's terms per t in bits/dim
+    "beyond_ddpm",   # lessons 12-14: prediction targets, zero SNR, learned variance, score samplers, diffusers' names
     "training",      # the trained demo run (needs runs/demo): loss curve, DDIM samples, a reverse trajectory
 )
 

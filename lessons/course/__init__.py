@@ -250,4 +250,4 @@ def _load_answers() -> None:
 
 
 #: The modules of checkers, by the lessons they serve.
-ANSWER_MODULES = ("answers_math", "answers_nn", "answers_kernels", "answers_train")
+ANSWER_MODULES = ("answers_math", "answers_nn", "answers_kernels", "answers_train", "answers_beyond")
