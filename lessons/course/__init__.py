@@ -182,8 +182,12 @@ def hint(ex_id: str) -> None:
         ex.hints_given += 1
         print(f"Hint {ex.hints_given} of {len(tiers) + 1} for exercise {ex_id}: {tiers[ex.hints_given - 1]}")
         return
+    target = ex.solution
+    if getattr(target, "__name__", "") == "<lambda>":   # solution=lambda: fn — show fn itself
+        value = target()
+        target = value if callable(value) else target
     try:
-        source = inspect.getsource(ex.solution)
+        source = inspect.getsource(target)
     except (OSError, TypeError):
         source = repr(ex.solution())
     print(f"The solution to exercise {ex_id} (from lessons/course/):\n{source}")
