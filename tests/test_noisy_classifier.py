@@ -126,3 +126,24 @@ def test_bad_inputs_name_the_argument():
         NoisyClassifier(num_classes=1)
     with pytest.raises(ValueError, match="backward needs"):
         NoisyClassifier(**CONFIGS[0]).backward(np.zeros((2, 3)))
+
+
+def test_plugs_into_classifier_guided_ddim():
+    """The classifier's grad_log_prob is the callable guidance takes; at s = 0 guidance changes nothing."""
+    from ddpm_ref.guidance import sample_ddim_guided
+    from ddpm_ref.sample import sample_ddim
+    from ddpm_ref.schedules import make_schedule
+
+    sched = make_schedule("cosine", 50)
+    net = NoisyClassifier(**CONFIGS[0], dtype="float64")
+
+    def eps_model(x, t, y=None):
+        return 0.1 * x
+
+    y = np.array([0, 1, 2, 0])
+    guided = sample_ddim_guided(eps_model, net.grad_log_prob, sched, (4, 1, 8, 8), y, scale=3.0, steps=4, rng=0)
+    plain = sample_ddim(eps_model, sched, (4, 1, 8, 8), steps=4, rng=0, dtype=np.float64, progress=False)
+    same = sample_ddim_guided(eps_model, net.grad_log_prob, sched, (4, 1, 8, 8), y, scale=0.0, steps=4, rng=0)
+    assert guided.shape == (4, 1, 8, 8) and np.all(np.isfinite(guided))
+    np.testing.assert_allclose(same, plain, rtol=0, atol=1e-12)
+    assert np.abs(guided - plain).max() > 1e-6
