@@ -13,11 +13,12 @@ Monte Carlo bounds (n samples in the class, n_k of them in component k, s_k its 
 * the covariance of the two (independent) coordinates: s_k²/√n_k.
 Each check allows 4 standard errors (a false alarm has probability ≈ 6e-5 per check, ≈ 2e-3 over
 the ~30 checks; the seeds are fixed, so a pass is repeatable) plus, for the second moments, a
-sampler-discretisation allowance: 0.05 relative on the variance and 0.005 absolute on the mean.
-Those allowances are what the *unguided* exact sampler needs on this schedule (T = 250, cosine):
-measured, its variance is off by up to ≈ 10% relative for σ_t² = β_t at 4000 samples, i.e. about
-3 standard errors of which ≈ 5% is bias. A wrong guidance term moves a weight by ≥ 0.2 or puts
-samples in the other class (see the planted bugs in the report of issue 12).
+sampler-discretisation allowance: 0.08 relative on the variance and 0.005 absolute on the mean.
+Those allowances are what the *unguided* exact sampler (sample_ddpm with the exact denoiser, same
+mixture, T = 250 cosine, σ_t² = β_t, 16 000 samples) needs: measured, its variances are 1-7% too
+large (σ_t² = β̃_t: 5-13% too small, hence β_t here) and its means off by at most 0.004. A wrong
+guidance term moves a weight by ≥ 0.2 or puts samples in the other class (planted bugs: a sign
+flip in the mean shift, √ᾱ_t for √(1 − ᾱ_t), a gradient without the −Σ r_k term; each fails here).
 """
 
 import time
@@ -63,7 +64,7 @@ def _check_class_conditional(x, y):
         mean_err = np.abs(xs.mean(0) - GMM.means[j])
         assert np.all(mean_err <= 4 * s / np.sqrt(nk) + 0.005), (j, mean_err, s / np.sqrt(nk))
         rel_var_err = np.abs(xs.var(0, ddof=1) / s**2 - 1)
-        assert np.all(rel_var_err <= 4 * np.sqrt(2 / (nk - 1)) + 0.05), (j, rel_var_err)
+        assert np.all(rel_var_err <= 4 * np.sqrt(2 / (nk - 1)) + 0.08), (j, rel_var_err)
         cov = np.cov(xs.T)[0, 1]
         assert abs(cov) <= 4 * s**2 / np.sqrt(nk), (j, cov)
 
