@@ -8,7 +8,8 @@ paper, t = 1..T; index 0 of the schedule is the data (ᾱ_0 = 1).
 The mask m has x's shape (or broadcasts to it): 1 where the pixel (coordinate) is known, 0 where
 it is to be filled in. x_known holds the known values (its masked-out entries are ignored).
 
-* **Replacement** (Song et al. 2021, App. I; the "replacement method" RePaint starts from): at every
+* **Replacement** (the imputation of Song et al. 2021's score-SDE paper, and the baseline RePaint
+  starts from): at every
   step the known region of x_{t−1} is a fresh forward sample of the known data,
 
   .. math::  x^{known}_{t-1} = \sqrt{\bar α_{t-1}}\, x_0 + \sqrt{1-\bar α_{t-1}}\, ε \qquad (\text{Ho et al. eq. 4})

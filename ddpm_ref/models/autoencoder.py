@@ -151,8 +151,9 @@ class Autoencoder:
 def fit_scale_factor(latents) -> float:
     """1 / std of a batch of latents: multiply by it so that the diffusion model sees unit variance.
 
-    Stable Diffusion's 0.18215 is this number for its KL-f8 autoencoder (Rombach et al. 2022, sec.
-    4.3.2 and App. G: "we rescale the latents ... by the component-wise standard deviation").
+    Stable Diffusion's 0.18215 is this number for its KL-f8 autoencoder: Rombach et al. 2022 rescale
+    the latents of their KL-regularised autoencoders by one over a standard deviation estimated on a
+    first batch, so that the diffusion model's N(0, I) prior matches their spread.
     """
     z = np.asarray(latents, dtype=np.float64)
     if z.size < 2 or not np.all(np.isfinite(z)):
