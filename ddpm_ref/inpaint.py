@@ -42,7 +42,9 @@ from ddpm_ref._rng import as_generator
 from ddpm_ref.diffusion import VARIANCES, p_mean_variance
 from ddpm_ref.schedules import Schedule
 
-__all__ = ["repaint_schedule", "sample_repaint", "sample_replacement", "sdedit"]
+__all__ = ["MASKS", "make_mask", "repaint_schedule", "sample_repaint", "sample_replacement", "sdedit"]
+
+MASKS = ("left", "right", "top", "bottom", "center")   # the region to *fill in*, named for the CLI
 
 
 def _check_args(eps_model, sched, x, mask=None, variance="fixed_small"):
@@ -66,6 +68,24 @@ def _check_args(eps_model, sched, x, mask=None, variance="fixed_small"):
     if not np.all((m == 0) | (m == 1)):
         raise ValueError("mask must hold only 0 (unknown, to fill in) and 1 (known)")
     return x, m.astype(np.float64)
+
+
+def make_mask(name: str, height: int, width: int):
+    """A (1, 1, H, W) float mask, 1 = known, 0 = to fill in; ``name`` is the region filled in.
+
+    "left"/"right": columns [0, W/2) / [W/2, W); "top"/"bottom": rows likewise (W/2 rounded down);
+    "center": the middle block [H/4, H − H/4) × [W/4, W − W/4).
+    """
+    if name not in MASKS:
+        raise ValueError(f"mask={name!r} is not known; choose one of {', '.join(MASKS)} (or give a mask array)")
+    H, W = check_positive_int("height", height), check_positive_int("width", width)
+    m = np.ones((1, 1, H, W))
+    hh, hw = H // 2, W // 2
+    region = {"left": (slice(None), slice(0, hw)), "right": (slice(None), slice(hw, W)),
+              "top": (slice(0, hh), slice(None)), "bottom": (slice(hh, H), slice(None)),
+              "center": (slice(H // 4, H - H // 4), slice(W // 4, W - W // 4))}[name]
+    m[0, 0][region] = 0.0
+    return m
 
 
 def repaint_schedule(T: int, jump_length: int = 1, resamples: int = 1) -> list[int]:

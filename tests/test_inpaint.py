@@ -30,7 +30,7 @@ from scipy.stats import wasserstein_distance
 
 from ddpm_ref.data.gmm import GaussianMixture
 from ddpm_ref.data.gmm_exact import inpainting_conditional, sample_inpainting_conditional
-from ddpm_ref.inpaint import repaint_schedule, sample_repaint, sample_replacement, sdedit
+from ddpm_ref.inpaint import make_mask, repaint_schedule, sample_repaint, sample_replacement, sdedit
 from ddpm_ref.schedules import make_schedule
 
 SCHED = make_schedule("cosine", 100)
@@ -133,6 +133,22 @@ def test_sdedit_extremes():
     assert np.abs(near - x_in).max() < 5 * SCHED.sqrt_one_minus_alpha_bars[1]
     far = sdedit(GMM.eps_model(SCHED), SCHED, x_in, 100, rng=0)
     assert np.bincount(_nearest(far), minlength=3).min() > 30    # t0 = T: all three modes, input forgotten
+
+
+# ------------------------------------------------------------------ masks for images
+def test_masks_by_hand():
+    left = make_mask("left", 4, 4)[0, 0]
+    np.testing.assert_array_equal(left, [[0, 0, 1, 1]] * 4)
+    np.testing.assert_array_equal(make_mask("bottom", 3, 2)[0, 0], [[1, 1], [0, 0], [0, 0]])
+    centre = make_mask("center", 8, 8)[0, 0]
+    assert centre.sum() == 64 - 16 and centre[2:6, 2:6].sum() == 0
+    # an image inpainted with its own mask keeps the known pixels exactly
+    sched = make_schedule("cosine", 5)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 1, 4, 4))
+    out = sample_repaint(lambda xt, t, y=None: np.zeros_like(xt), sched, x, make_mask("right", 4, 4), resamples=2)
+    np.testing.assert_array_equal(out[..., :2], x[..., :2])
+    with pytest.raises(ValueError, match="mask='diagonal'"):
+        make_mask("diagonal", 8, 8)
 
 
 # ------------------------------------------------------------------ bad inputs
