@@ -22,6 +22,7 @@ from ddpm_ref.nn.attention_plain import attention_backward_plain, attention_forw
 from ddpm_ref.nn.backend import array_module, numpy_ops
 from ddpm_ref.nn.class_embedding import class_embedding_backward, class_embedding_forward
 from ddpm_ref.nn.conv import conv2d_backward, conv2d_forward, conv2d_output_size
+from ddpm_ref.nn.cross_attention import cross_attention_backward, cross_attention_forward
 from ddpm_ref.nn.conv_plain import conv2d_backward_plain, conv2d_forward_plain
 from ddpm_ref.nn.dropout import dropout_backward, dropout_forward
 from ddpm_ref.nn.groupnorm import groupnorm_backward, groupnorm_forward
@@ -37,6 +38,7 @@ __all__ = [
     "array_module", "numpy_ops", "variance_scaling", "conv2d_output_size", "sigmoid", "softmax",
     "conv2d_forward", "conv2d_backward", "conv2d_forward_plain", "conv2d_backward_plain",
     "attention_forward", "attention_backward", "attention_forward_plain", "attention_backward_plain",
+    "cross_attention_forward", "cross_attention_backward",
     "linear_forward", "linear_backward",
     "groupnorm_forward", "groupnorm_backward",
     "silu_forward", "silu_backward",
