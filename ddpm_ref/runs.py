@@ -21,7 +21,7 @@ from ddpm_ref.models.mlp import MLP
 from ddpm_ref.models.unet import UNet
 
 __all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "SAMPLING_WORKERS", "build_model", "checkpoint_path",
-           "check_description", "restore_arrays", "load_model", "load_run"]
+           "check_description", "check_digits_run", "restore_arrays", "load_model", "load_run"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -64,6 +64,17 @@ def check_description(meta: dict, path: str) -> None:
                              f"needs {', '.join(map(repr, inner))})")
     if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
         raise ValueError(f"{path}: the checkpoint's description is incomplete (no integer 'step')")
+
+
+def check_digits_run(meta: dict, path: str, needed_by: str) -> None:
+    """ValueError unless the run is a U-Net on 8×8 grey-scale images (the digits), as ``needed_by``
+    (the demo's figures, ``evaluate``) requires; the message says what the run is instead."""
+    kind, cfg = meta["model"]["kind"], meta["model"]["config"]
+    if kind != "unet" or cfg.get("image_size") != 8 or cfg.get("in_channels") != 1:
+        what = f"an {kind.upper()} on points" if kind == "mlp" else \
+            f"a U-Net on {cfg.get('in_channels')}×{cfg.get('image_size')}×{cfg.get('image_size')} images"
+        raise ValueError(f"{path} holds {what} (--data {meta['train'].get('data')!r}); {needed_by} needs a "
+                         "U-Net trained on the 8×8 digits")
 
 
 def restore_arrays(target: dict, saved: dict, what: str, path: str) -> None:

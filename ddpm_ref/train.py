@@ -49,8 +49,8 @@ from ddpm_ref.optim import EMA, Adam, clip_grad_norm, warmup_lr
 from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
 from ddpm_ref.run_checks import (CHANGEABLE_ON_RESUME, check_model_fits, check_sizes, flag, resume_config,
                                  same_model)
-from ddpm_ref.runs import (CHECKPOINT_NAME, build_model, check_description, checkpoint_path, load_model,
-                           restore_arrays)
+from ddpm_ref.runs import (CHECKPOINT_NAME, build_model, check_description, check_digits_run, checkpoint_path,
+                           load_model, restore_arrays)
 from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule
 
 __all__ = [
@@ -371,6 +371,7 @@ def load_or_train_demo(run_dir: str = "runs/demo", quick: bool = False, progress
     path = os.path.join(run_dir, CHECKPOINT_NAME)
     if os.path.isfile(path):
         model, meta = load_model(run_dir)
+        check_digits_run(meta, path, "load_or_train_demo")
         if meta["step"] >= meta["train"]["steps"]:
             return model
         print(f"{path} is an unfinished run (step {meta['step']}); continuing it")
