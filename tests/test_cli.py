@@ -243,3 +243,21 @@ def test_alias_spellings(runs, tmp_path, capsys):
     err = _one_line_error(capsys, ["train", "--data", "swissroll", "--cond", "--steps", "1",
                                    "--out", str(tmp_path / "r")])
     assert "labels" in err
+
+
+def test_sampling_uses_the_same_workers_on_any_machine(runs, tmp_path, monkeypatch):
+    """A seed gives the same bits whatever the CPU count: the U-Net's batch is split over a fixed
+    number of threads (1 vs 2 threads need not agree to the last bit)."""
+    from ddpm_ref.runs import SAMPLING_WORKERS, load_run
+
+    assert SAMPLING_WORKERS == 2
+    drawn = []
+    for cpus in (1, 16):
+        monkeypatch.setattr(os, "cpu_count", lambda cpus=cpus: cpus)
+        assert load_run(str(runs / "digits"))[0].workers == 2
+        npz = tmp_path / f"cpus{cpus}.npz"
+        assert main(["sample", "--run-dir", str(runs / "digits"), "-n", "6", "--out", str(tmp_path / "s.png"),
+                     "--npz", str(npz), "--no-progress"]) == 0
+        with np.load(npz) as f:
+            drawn.append(f["samples"])
+    assert drawn[0].tobytes() == drawn[1].tobytes()
