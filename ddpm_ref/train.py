@@ -270,15 +270,16 @@ def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, ove
     if resume and run_dir is None:
         raise ValueError("resume=True needs a run directory")
     if run_dir is None:
-        state, data, sched = _start(config, None, False, False, model_kind_config, device_ops, message)
-        return _loop(state, data, sched, config, None, progress, device)
+        with stop_requests() as stop:
+            state, data, sched = _start(config, None, False, False, model_kind_config, device_ops, message)
+            return _loop(state, data, sched, config, None, progress, device, stop)
     check_run_dir(run_dir)
-    with RunLock(run_dir, message=message):
+    with RunLock(run_dir, message=message), stop_requests() as stop:   # a signal during setup: no step
         removed = remove_stale_temporaries(run_dir)
         if removed:
             message(f"removed {len(removed)} temporary file(s) left by an interrupted write in {run_dir}")
         state, data, sched = _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message)
-        return _loop(state, data, sched, state.config, run_dir, progress, device)
+        return _loop(state, data, sched, state.config, run_dir, progress, device, stop)
 
 
 def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message):
@@ -317,38 +318,37 @@ def _save(state: TrainState, config: TrainConfig, run_dir: str, stop) -> None:
     stop.last_good = f"the last good checkpoint is {path} (step {state.step})"
 
 
-def _loop(state, data, sched, config, run_dir, progress, device) -> TrainState:
+def _loop(state, data, sched, config, run_dir, progress, device, stop) -> TrainState:
     """Algorithm 1 until ``config.steps``, saving every ``checkpoint_every`` steps, at the end, and
-    at the first stop signal (always between two steps)."""
+    when ``stop`` (``ddpm_ref.interrupts.StopRequest``) rises — always between two steps."""
     if device is not None:
         _move_state(state, device[0])
     elif hasattr(state.model, "workers"):
         state.model.workers = config.workers      # batch-sharded threads
     saved_step = state.step                       # what is on disk already (or nothing, at step 0)
+    if run_dir and state.step:
+        stop.last_good = f"the last good checkpoint is {checkpoint_path(run_dir)} (step {state.step})"
     t0 = time.perf_counter()
-    with stop_requests() as stop:
-        if run_dir and state.step:
-            stop.last_good = f"the last good checkpoint is {checkpoint_path(run_dir)} (step {state.step})"
-        bar = tqdm(total=config.steps, initial=state.step, desc=f"training on {data.name}", unit="step",
-                   disable=not progress, dynamic_ncols=True)
-        avg = None
-        try:
-            while state.step < config.steps and not stop:
-                loss = train_step(state, data, sched, config, device)
-                avg = loss if avg is None else 0.98 * avg + 0.02 * loss
-                bar.update(1)
-                bar.set_postfix(loss=f"{avg:.4f}", lr=f"{warmup_lr(state.step, config.lr, config.warmup):.1e}",
-                                refresh=False)
-                if run_dir and config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                    _save(state, config, run_dir, stop)
-                    saved_step = state.step
-        finally:
-            bar.close()
-        if run_dir and state.step != saved_step:
-            _save(state, config, run_dir, stop)
-        if stop and state.step < config.steps:
-            where = stop.last_good if run_dir else "nothing saved (no run directory)"
-            raise Interrupted(stop.signum, state.step, where)
+    bar = tqdm(total=config.steps, initial=state.step, desc=f"training on {data.name}", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    avg = None
+    try:
+        while state.step < config.steps and not stop:
+            loss = train_step(state, data, sched, config, device)
+            avg = loss if avg is None else 0.98 * avg + 0.02 * loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{avg:.4f}", lr=f"{warmup_lr(state.step, config.lr, config.warmup):.1e}",
+                            refresh=False)
+            if run_dir and config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                _save(state, config, run_dir, stop)
+                saved_step = state.step
+    finally:
+        bar.close()
+    if run_dir and state.step != saved_step:
+        _save(state, config, run_dir, stop)
+    if stop and state.step < config.steps:
+        where = stop.last_good if run_dir else "nothing saved (no run directory)"
+        raise Interrupted(stop.signum, state.step, where)
     state.seconds = time.perf_counter() - t0
     return state
 

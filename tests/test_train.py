@@ -111,6 +111,19 @@ def test_sigterm_and_sighup_save_like_ctrl_c(tmp_path, monkeypatch, signum):
     _assert_identical(whole, tr.train(config, str(tmp_path), resume=True, progress=False))
 
 
+def test_a_signal_during_setup_stops_before_the_first_step(tmp_path, monkeypatch):
+    real_load = tr.load_dataset
+
+    def load_then_sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)              # while the data set loads
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "load_dataset", load_then_sigterm)
+    with pytest.raises(Interrupted, match="stopped after step 0; no checkpoint has been written"):
+        tr.train(MOONS, str(tmp_path), model_kind_config=_mlp(MOONS), progress=False)
+    assert os.listdir(tmp_path) == []                      # no checkpoint, no lock
+
+
 def test_second_ctrl_c_inside_a_step_writes_nothing(tmp_path, monkeypatch):
     """Both Ctrl-C's inside step 5 (after its gradient, before its update): the checkpoint on disk
     stays the last whole one (step 3), and resuming it gives the uninterrupted run."""

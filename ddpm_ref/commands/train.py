@@ -62,7 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=count, help=f"default: {d.seed}")
     parser.add_argument("--checkpoint-every", type=count, help=f"default: {d.checkpoint_every} (0: at the end)")
     parser.add_argument("--n-points", type=count, help=f"points of a 2-D set (default: {d.n_points})")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir: flags left out keep the saved values; only "
+                             "--steps, --checkpoint-every, --lr, --device and --workers may change")
     parser.add_argument("--overwrite", action="store_true", help="start a new run in a --run-dir that holds one")
     parser.add_argument("--device", help="cpu or cuda (CuPy + an NVIDIA GPU); default: cpu")
     parser.add_argument("--workers", type=count, help=f"CPU threads sharing a batch (default: {d.workers})")
