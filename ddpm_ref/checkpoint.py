@@ -88,11 +88,13 @@ def write_atomic(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.errno is not None and not err.filename:
+            raise type(err)(err.errno, err.strerror, path) from None   # say which file (a full disk)
         raise
     _fsync_dir(directory)
 

@@ -210,7 +210,7 @@ def test_full_disk_and_out_of_memory_are_one_line_and_leave_no_file(runs, tmp_pa
             "--npz", str(npz), "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert "No space left on device" in err and "\n" not in err, err
+    assert "No space left on device" in err and str(npz) in err and "\n" not in err, err
     assert not npz.exists() and not list(tmp_path.glob(".tmp-*"))      # no truncated .npz
     monkeypatch.undo()
 
