@@ -150,11 +150,12 @@ def _bad_input_table(d, roll, tmp_path):
         "--trajectory": ["sample", "--run-dir", d, "--trajectory", under + ".png"],
         # evaluate
         "--num-t": ["evaluate", "--run-dir", d, "--num-t", "0"],
+        "--num-t 21 is more than": ["evaluate", "--run-dir", d, "--num-t", "21"],
         "8×8": ["evaluate", "--run-dir", roll],
-        "--json": ["evaluate", "--run-dir", d, "--json", under + ".json"],
-        "--guidance must be a finite": ["evaluate", "--run-dir", d, "--guidance", "inf"],
-        "--steps 5000 is more than": ["evaluate", "--run-dir", d, "--steps", "5000"],
-        "at least 2": ["evaluate", "--run-dir", d, "-n", "1"],
+        "--json": ["evaluate", "--run-dir", d, "--json", under + ".json", "--num-t", "2"],
+        "--guidance must be a finite": ["evaluate", "--run-dir", d, "--guidance", "inf", "--num-t", "2"],
+        "--steps 5000 is more than": ["evaluate", "--run-dir", d, "--steps", "5000", "--num-t", "2"],
+        "at least 2": ["evaluate", "--run-dir", d, "-n", "1", "--num-t", "2"],
         # demo: every option checked before training
         "--ddim-steps": ["demo", "--ddim-steps", "0", *new("z")],
         "--ddim-steps 5000": ["demo", "--ddim-steps", "5000", *new("z")],

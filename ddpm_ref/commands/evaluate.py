@@ -79,6 +79,8 @@ def _check(args, model, meta) -> None:
 
     check_digits_run(meta, args.run_dir, "evaluate")
     T = meta["train"]["T"]
+    if not args.no_bpd and args.num_t > T:
+        raise ValueError(f"--num-t {args.num_t} is more than the run's T={T} (timesteps per batch, 1..T)")
     if args.sampler == "ddim" and args.steps > T:
         raise ValueError(f"--steps {args.steps} is more than the run's T={T}; DDIM uses a subsequence of 1..T")
     if args.num is not None:
