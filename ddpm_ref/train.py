@@ -347,7 +347,8 @@ def _loop(state, data, sched, config, run_dir, progress, device, stop) -> TrainS
     if run_dir and state.step != saved_step:
         _save(state, config, run_dir, stop)
     if stop and state.step < config.steps:
-        where = stop.last_good if run_dir else "nothing saved (no run directory)"
+        where = "nothing saved (no run directory)" if not run_dir else \
+            stop.last_good + ("; continue with --resume" if state.step else "")
         raise Interrupted(stop.signum, state.step, where)
     state.seconds = time.perf_counter() - t0
     return state
