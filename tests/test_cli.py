@@ -70,7 +70,7 @@ def test_demo_quick(tmp_path, monkeypatch, capsys):
 
 
 def _bad_input_table(d, roll, tmp_path):
-    """``{what the message must say: argv}``: seventy-odd command lines a student might type.
+    """``{what the message must say: argv}``: seventy command lines a student might type.
 
     (A table, so longer than a function should be: one row per case reads better than helpers.)
     """
