@@ -10,16 +10,21 @@ A checkpoint file ``checkpoint.npz`` holds
   Adam and EMA state, and the random generator's state (``bit_generator.state``, which is plain
   JSON: PCG64's 128-bit integers are JSON integers).
 
-The same JSON is written beside it as ``config.json`` for people to read; loading uses the copy
-inside the ``.npz``, so the two can never disagree about the arrays.
+The run's description is written beside it as ``config.json`` for people to read: the same JSON
+without the entries that change at every step (``step``, ``adam``, ``ema``, ``rng``; see
+``STEP_KEYS``), so it cannot fall behind the ``.npz``. Loading reads only the copy inside the
+``.npz``.
 
 Safety:
 
 * **No pickle.** Every array is a plain numeric array and loading passes ``allow_pickle=False``,
   so opening a checkpoint cannot run code.
-* **Atomic writes.** The file is written to a temporary file in the same directory, flushed and
+* **Atomic writes** (``write_atomic``, also used for sample ``.npz`` files, PNG grids and JSON
+  results). The file is written to a temporary file in the same directory, flushed and
   ``fsync``-ed, then ``os.replace``-d over the old one (a rename, atomic on POSIX and Windows).
-  A crash or Ctrl-C mid-write leaves the previous checkpoint intact, never a half file.
+  A crash, a full disk or Ctrl-C mid-write leaves the previous file intact, never a half file;
+  the temporary file is removed (after ``kill -9`` it stays, and the next training run in that
+  directory removes it: ``ddpm_ref.runlock.remove_stale_temporaries``).
 * **Clear errors.** A truncated, foreign (another program's ``.npz``) or wrong-version file raises
   ``ValueError`` saying which, instead of a traceback from deep inside NumPy or zipfile.
 """
@@ -34,11 +39,14 @@ import zlib
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "write_json_atomic", "split_prefix"]
+__all__ = ["FORMAT", "VERSION", "STEP_KEYS", "save_checkpoint", "load_checkpoint", "write_atomic", "write_json_atomic",
+           "save_npz_atomic", "split_prefix"]
 
 FORMAT = "ddpm_ref.checkpoint"
 VERSION = 1
 META_KEY = "__ddpm_ref__"
+#: Entries of a checkpoint's description that change at every step: kept out of ``config.json``.
+STEP_KEYS = ("step", "adam", "ema", "rng")
 
 
 def _host(a) -> np.ndarray:
@@ -64,8 +72,12 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: str, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename it over."""
+def write_atomic(path: str, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename it over.
+
+    On any error (a full disk included) or interrupt the temporary file is removed and ``path`` is
+    left as it was.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=directory)
@@ -76,9 +88,13 @@ def _write_atomic(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(err, OSError) and err.errno is not None and not err.filename:
+            raise type(err)(err.errno, err.strerror, path) from None   # say which file (a full disk)
         raise
     _fsync_dir(directory)
 
@@ -86,15 +102,21 @@ def _write_atomic(path: str, write) -> None:
 def write_json_atomic(path: str, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_npz_atomic(path: str, **arrays) -> str:
+    """``numpy.savez(path, **arrays)``, atomically (never a truncated file); returns the path."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+    return path
 
 
 def save_checkpoint(path: str, arrays: dict, meta: dict, *, json_path: str | None = None) -> None:
     """Write ``arrays`` (name → numeric array) and ``meta`` (JSON-able dict) to ``path`` atomically.
 
     ``meta`` gets ``format`` and ``version`` added. Arrays must be numeric (no object arrays: they
-    would need pickle). ``json_path`` (default: ``config.json`` beside ``path``) receives the same
-    description for people to read; pass ``""`` to skip it.
+    would need pickle). ``json_path`` (default: ``config.json`` beside ``path``) receives the
+    description without ``STEP_KEYS``, for people to read; pass ``""`` to skip it.
     """
     full_meta = {"format": FORMAT, "version": VERSION, **meta}
     blob = np.frombuffer(json.dumps(full_meta).encode("utf-8"), dtype=np.uint8)
@@ -107,11 +129,11 @@ def save_checkpoint(path: str, arrays: dict, meta: dict, *, json_path: str | Non
             raise ValueError(f"array {name!r} has dtype object; checkpoints hold numeric arrays only")
         host[name] = h
     host[META_KEY] = blob
-    _write_atomic(path, lambda f: np.savez(f, **host))
+    write_atomic(path, lambda f: np.savez(f, **host))
     if json_path is None:
         json_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     if json_path:
-        write_json_atomic(json_path, full_meta)
+        write_json_atomic(json_path, {k: v for k, v in full_meta.items() if k not in STEP_KEYS})
 
 
 def load_checkpoint(path: str):

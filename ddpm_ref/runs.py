@@ -20,10 +20,15 @@ from ddpm_ref.checkpoint import load_checkpoint, split_prefix
 from ddpm_ref.models.mlp import MLP
 from ddpm_ref.models.unet import UNet
 
-__all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "build_model", "checkpoint_path",
-           "restore_arrays", "load_model", "load_run"]
+__all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "SAMPLING_WORKERS", "build_model", "checkpoint_path",
+           "check_description", "check_digits_run", "restore_arrays", "load_model", "load_run"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
+
+#: The U-Net's batch-sharding threads when sampling from a loaded run: a fixed number, not the
+#: machine's CPU count, so that a seed gives the same bits on every machine (1 vs 2 workers differ
+#: by ~1e-6: the BLAS calls see other shapes). Two threads on one core are merely slower.
+SAMPLING_WORKERS = 2
 
 #: The model kinds a checkpoint can name, and their classes (each class says its ``kind``).
 MODEL_CLASSES = {UNet.kind: UNet, MLP.kind: MLP}
@@ -49,6 +54,29 @@ def checkpoint_path(run_dir: str) -> str:
     return run_dir if str(run_dir).endswith(".npz") else os.path.join(run_dir, CHECKPOINT_NAME)
 
 
+def check_description(meta: dict, path: str) -> None:
+    """Raise ValueError unless a checkpoint's description has what loading and sampling read:
+    ``model`` (``kind``, ``config``), ``train`` (``schedule``, ``T``, ``steps``) and ``step``."""
+    need = {"model": ("kind", "config"), "train": ("schedule", "T", "steps")}
+    for key, inner in need.items():
+        if not isinstance(meta.get(key), dict) or any(k not in meta[key] for k in inner):
+            raise ValueError(f"{path}: the checkpoint's description is incomplete (its {key!r} entry "
+                             f"needs {', '.join(map(repr, inner))})")
+    if isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
+        raise ValueError(f"{path}: the checkpoint's description is incomplete (no integer 'step')")
+
+
+def check_digits_run(meta: dict, path: str, needed_by: str) -> None:
+    """ValueError unless the run is a U-Net on 8×8 grey-scale images (the digits), as ``needed_by``
+    (the demo's figures, ``evaluate``) requires; the message says what the run is instead."""
+    kind, cfg = meta["model"]["kind"], meta["model"]["config"]
+    if kind != "unet" or cfg.get("image_size") != 8 or cfg.get("in_channels") != 1:
+        what = f"an {kind.upper()} on points" if kind == "mlp" else \
+            f"a U-Net on {cfg.get('in_channels')}×{cfg.get('image_size')}×{cfg.get('image_size')} images"
+        raise ValueError(f"{path} holds {what} (--data {meta['train'].get('data')!r}); {needed_by} needs a "
+                         "U-Net trained on the 8×8 digits")
+
+
 def restore_arrays(target: dict, saved: dict, what: str, path: str) -> None:
     """Copy saved arrays into ``target``'s arrays in place, checking names, shapes and dtypes."""
     if set(saved) != set(target):
@@ -69,6 +97,7 @@ def load_model(run_dir: str, ema: bool = True, ops=None):
     """
     path = checkpoint_path(run_dir)
     arrays, meta = load_checkpoint(path)
+    check_description(meta, path)
     try:
         model = build_model(meta["model"]["kind"], meta["model"]["config"], ops=ops)
     except (KeyError, TypeError) as err:
@@ -79,12 +108,12 @@ def load_model(run_dir: str, ema: bool = True, ops=None):
     return model, meta
 
 
-def load_run(run_dir: str, raw: bool = False, workers: int | None = None):
+def load_run(run_dir: str, raw: bool = False, workers: int = SAMPLING_WORKERS):
     """``load_model`` for the commands: a clear error when ``run_dir`` is missing, and the U-Net's
-    batch-sharding threads set to ``workers`` (default: min(2, number of CPUs))."""
+    batch-sharding threads set to ``workers`` (default ``SAMPLING_WORKERS``, whatever the CPU count)."""
     if not os.path.exists(run_dir):
         raise ValueError(f"{run_dir} does not exist (train first: ddpm-ref train / ddpm-ref demo)")
     model, meta = load_model(run_dir, ema=not raw)
     if hasattr(model, "workers"):
-        model.workers = workers or min(2, os.cpu_count() or 1)
+        model.workers = workers
     return model, meta

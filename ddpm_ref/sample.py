@@ -202,31 +202,57 @@ def sample_ddim(eps_model, sched, shape, *, steps: int = 50, eta: float = 0.0, r
     return _finish(x, sched, frames, return_trajectory)
 
 
-def image_grid(images, nrow: int | None = None, scale: int = 4, padding: int = 1,
-               pad_value: float = 0.5) -> np.ndarray:
-    """Tile images (N, C, H, W) or (N, H, W) in [−1, 1] into one (rows, cols[, 3]) array in [0, 1].
+#: The largest PNG grid ``image_grid`` builds, in pixels (values, for colour): 2^28, 268 MB as
+#: uint8 — about 200,000 samples of 8×8 at the default scale 4. Larger grids are refused.
+MAX_GRID_PIXELS = 2 ** 28
 
-    ``nrow``: images per row (default ≈ √N). Each image is enlarged ``scale`` times
-    (nearest neighbour) so that 8×8 digits are visible; cells are separated by ``padding`` pixels
-    (before scaling) of grey ``pad_value``.
-    """
-    imgs = np.asarray(images, dtype=np.float64)
+
+def _check_grid_args(imgs, nrow, scale, padding, pad_value):
     if imgs.ndim == 3:
         imgs = imgs[:, None]
     if imgs.ndim != 4 or imgs.shape[1] not in (1, 3) or imgs.shape[0] < 1:
         raise ValueError(f"images must have shape (N, H, W) or (N, C, H, W) with C = 1 or 3, got {imgs.shape}")
-    if not np.all(np.isfinite(imgs)):
+    if not (np.issubdtype(imgs.dtype, np.floating) or np.issubdtype(imgs.dtype, np.integer)):
+        raise ValueError(f"images must be a real-valued array, got dtype {imgs.dtype}")
+    if not np.isfinite(imgs).all():
         raise ValueError("images hold NaN or infinite values")
     n, c, h, w = imgs.shape
-    nrow = nrow or int(np.ceil(np.sqrt(n)))
-    nrow = check_positive_int("nrow", nrow)
-    rows = int(np.ceil(n / nrow))
-    grid = np.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value)
+    nrow = check_positive_int("nrow", nrow or int(np.ceil(np.sqrt(n))))
+    scale = check_positive_int("scale", scale)
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
+    if (isinstance(pad_value, bool) or not isinstance(pad_value, numbers.Real)
+            or not 0.0 <= pad_value <= 1.0):           # also refuses NaN
+        raise ValueError(f"pad_value must be a number in [0, 1], got {pad_value!r}")
+    rows = -(-n // nrow)
+    size = (c * (rows * (h + padding) + padding) * scale, (nrow * (w + padding) + padding) * scale)
+    if size[0] * size[1] > MAX_GRID_PIXELS:
+        raise ValueError(f"a grid of {n} images of {h}×{w} at scale {scale} has {size[0] * size[1]:,} pixel "
+                         f"values, more than MAX_GRID_PIXELS = {MAX_GRID_PIXELS:,}; draw fewer or use scale=1")
+    return imgs, nrow, rows
+
+
+def image_grid(images, nrow: int | None = None, scale: int = 4, padding: int = 1,
+               pad_value: float = 0.5, dtype=np.float64) -> np.ndarray:
+    """Tile images (N, C, H, W) or (N, H, W) in [−1, 1] into one (rows, cols[, 3]) array.
+
+    ``nrow``: images per row (default ≈ √N). Each image is enlarged ``scale`` times
+    (nearest neighbour) so that 8×8 digits are visible; cells are separated by ``padding`` pixels
+    (before scaling) of grey ``pad_value`` ∈ [0, 1]. ``dtype``: a float type gives values in
+    [0, 1]; ``numpy.uint8`` gives 0..255 (what a PNG holds: 1 byte a value, the grid is built
+    one image at a time, so no float copy of all N images is ever made).
+    """
+    imgs, nrow, rows = _check_grid_args(np.asarray(images), nrow, scale, padding, pad_value)
+    n, c, h, w = imgs.shape
+    dtype = np.dtype(dtype)
+    top = 255.0 if dtype == np.uint8 else 1.0
+    grid = np.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding),
+                   np.round(pad_value * top) if dtype == np.uint8 else pad_value, dtype=dtype)
     for i in range(n):
         r, col = divmod(i, nrow)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top:top + h, left:left + w] = (np.clip(imgs[i], -1, 1) + 1) / 2
-    scale = check_positive_int("scale", scale)
+        y0, x0 = padding + r * (h + padding), padding + col * (w + padding)
+        cell = (np.clip(imgs[i].astype(np.float64), -1, 1) + 1) / 2 * top      # [−1, 1] → [0, top]
+        grid[:, y0:y0 + h, x0:x0 + w] = np.round(cell) if dtype == np.uint8 else cell
     grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
@@ -234,16 +260,15 @@ def image_grid(images, nrow: int | None = None, scale: int = 4, padding: int = 1
 def save_grid_png(images, path: str, nrow: int | None = None, scale: int = 4) -> str:
     """Write images (N, C, H, W) in [−1, 1] as a PNG grid (``image_grid``); returns the path.
 
-    Grey-scale images are drawn with −1 black and +1 white. Uses ``matplotlib.image.imsave``.
+    Grey-scale images are drawn with −1 black and +1 white. The grid is built as uint8 (1 byte a
+    pixel value) and written with Pillow, atomically (``ddpm_ref.checkpoint.write_atomic``): an
+    error or a full disk leaves no half-written PNG.
     """
-    import os
+    from PIL import Image      # a dependency of matplotlib
 
-    import matplotlib.image
+    from ddpm_ref.checkpoint import write_atomic
 
-    grid = image_grid(images, nrow=nrow, scale=scale)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if grid.ndim == 2:
-        matplotlib.image.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
-    else:
-        matplotlib.image.imsave(path, grid)
+    grid = image_grid(images, nrow=nrow, scale=scale, dtype=np.uint8)
+    image = Image.fromarray(grid)             # 2-D uint8: mode "L" (grey); (H, W, 3): "RGB"
+    write_atomic(path, lambda f: image.save(f, format="PNG"))
     return path

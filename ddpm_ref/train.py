@@ -17,20 +17,23 @@ label is replaced by the null label (``num_classes``) with probability ``p_uncon
 network learns both ε_θ(x_t, t, y) and ε_θ(x_t, t, ∅).
 
 **Checkpoints and resume.** ``train`` saves ``checkpoint.npz`` (+ ``config.json``) every
-``checkpoint_every`` steps, at the end, and when interrupted (Ctrl-C is deferred to the end of
-the current step, so the saved state is always a whole number of steps). The checkpoint holds
+``checkpoint_every`` steps, at the end, and when stopped by a signal. The checkpoint holds
 everything the next step depends on — weights, Adam's moments and step, the EMA, the step count
 and the Generator's state — so ``resume=True`` continues **bit-identically**: k steps + resume to
-2k gives exactly the arrays of 2k uninterrupted steps (tested).
+2k gives exactly the arrays of 2k uninterrupted steps (tested, also after SIGINT, SIGTERM and
+``kill -9`` of a real training process: ``tests/test_interrupts.py``). A resumed run may change
+only ``CHANGEABLE_ON_RESUME`` (``ddpm_ref.run_checks``).
+
+**Signals** (``ddpm_ref.interrupts``): the first Ctrl-C, SIGTERM or SIGHUP finishes the step in
+flight, saves it and raises ``Interrupted``; a second one raises ``Aborted`` at once and writes
+nothing. **One writer** (``ddpm_ref.runlock``): the run directory is locked while ``train`` runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import numbers
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -38,16 +41,22 @@ from tqdm import tqdm
 
 from ddpm_ref._checks import check_choice, check_positive_int
 from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint, split_prefix
-from ddpm_ref.runs import CHECKPOINT_NAME, build_model, checkpoint_path, load_model, restore_arrays
 from ddpm_ref.data import DATASET_NAMES, Dataset, load_dataset
 from ddpm_ref.diffusion import loss_simple, loss_simple_grad, q_sample
+from ddpm_ref.interrupts import Interrupted, stop_requests
+from ddpm_ref.memory import check_fits, measure_step_bytes
 from ddpm_ref.optim import EMA, Adam, clip_grad_norm, warmup_lr
+from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
+from ddpm_ref.run_checks import (CHANGEABLE_ON_RESUME, check_model_fits, check_sizes, flag, resume_config,
+                                 same_model)
+from ddpm_ref.runs import (CHECKPOINT_NAME, build_model, check_description, check_digits_run, checkpoint_path,
+                           load_model, restore_arrays)
 from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule
 
 __all__ = [
     "TrainConfig", "TrainState", "default_model_config", "train", "train_step",
     "save_state", "load_state", "load_or_train_demo", "DEMO_CONFIG", "DEMO_MODEL",
-    "QUICK_CONFIG", "QUICK_MODEL",
+    "QUICK_CONFIG", "QUICK_MODEL", "CHANGEABLE_ON_RESUME", "resume_config",
 ]
 
 @dataclasses.dataclass
@@ -78,21 +87,24 @@ class TrainConfig:
     workers: int = 2              # U-Net threads sharing a batch on the CPU (ddpm_ref.models.parallel)
 
     def validate(self) -> "TrainConfig":
-        check_positive_int("steps", self.steps)
-        check_positive_int("batch_size", self.batch_size)
-        check_positive_int("T", self.T)
-        check_positive_int("n_points", self.n_points)
-        check_positive_int("workers", self.workers)
-        check_choice("schedule", self.schedule, SCHEDULE_NAMES)
-        check_choice("device", self.device, ("cpu", "cuda"))
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a number > 0, got {self.lr}")
-        if not 0.0 <= self.p_uncond < 1.0:
-            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
-        if self.warmup < 0 or self.checkpoint_every < 0 or self.grad_clip < 0:
-            raise ValueError("warmup, checkpoint_every and grad_clip must be >= 0")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        """Check every field (finite, in range) before any work; ValueError names the field."""
+        for name in ("steps", "batch_size", "T", "n_points", "workers"):
+            check_positive_int(flag(name), getattr(self, name))
+        for name in ("warmup", "checkpoint_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{flag(name)} must be an integer >= 0, got {value!r}")
+        check_choice("--schedule", self.schedule, SCHEDULE_NAMES)
+        check_choice("--device", self.device, ("cpu", "cuda"))
+        for name, lo, hi, text in (("lr", 0.0, None, "a finite number > 0"),
+                                   ("grad_clip", 0.0, None, "a finite number >= 0 (0: off)"),
+                                   ("ema_decay", 0.0, 1.0, "a number in [0, 1)"),
+                                   ("p_uncond", 0.0, 1.0, "a number in [0, 1)")):
+            value = getattr(self, name)
+            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+                  and value >= lo and (hi is None or value < hi) and (name != "lr" or value > 0))
+            if not ok:
+                raise ValueError(f"{flag(name)} must be {text}, got {value!r}")
         if self.data not in DATASET_NAMES and not os.path.isfile(self.data):
             raise ValueError(f"--data {self.data!r} is neither a known data set "
                              f"({', '.join(DATASET_NAMES)}) nor an existing file")
@@ -122,6 +134,10 @@ def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | 
     num_classes = data.num_classes if cond else None
     if cond and data.num_classes is None:
         raise ValueError(f"--cond needs labels, but the data set {data.name!r} has none")
+    if num_classes is not None:      # the label embedding (float32), its gradient, Adam's moments, EMA
+        width = 4 * (DEMO_MODEL if unet is None else unet)["base_channels"] if data.is_image else 32
+        check_fits(f"a label embedding for {num_classes} classes (the labels go up to {num_classes - 1})",
+                   5 * 4 * (num_classes + 1) * width)
     if not data.is_image:
         return "mlp", {"dim": int(data.x.shape[1]), "hidden": 128, "depth": 3, "emb_dim": 32,
                        "num_classes": num_classes, "dtype": "float32", "seed": seed}
@@ -152,6 +168,8 @@ class TrainState:
     step: int = 0
     losses: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0          # wall time of the last ``train`` call
+    config: TrainConfig | None = None     # the configuration ``train`` ran with
+    saved_model: dict | None = None       # ``{"kind", "config"}`` as the checkpoint stored it (load_state)
 
 
 def new_state(model, config: TrainConfig) -> TrainState:
@@ -208,6 +226,7 @@ def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
     """The ``TrainState`` and ``TrainConfig`` saved in ``run_dir`` (or a ``.npz`` path)."""
     path = checkpoint_path(run_dir)
     arrays, meta = load_checkpoint(path)
+    check_description(meta, path)
     try:
         config = TrainConfig(**meta["train"])
         model = build_model(meta["model"]["kind"], meta["model"]["config"], ops=ops)
@@ -215,7 +234,8 @@ def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
         state.step = int(meta["step"])
         state.adam.step, state.ema.step = int(meta["adam"]["step"]), int(meta["ema"]["step"])
         state.rng.bit_generator.state = meta["rng"]
-    except (KeyError, TypeError) as err:
+        state.saved_model = meta["model"]
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: the checkpoint's description is incomplete ({err!r})") from None
     restore_arrays(model.params, split_prefix(arrays, "param"), "weights", path)
     restore_arrays(state.ema.params, split_prefix(arrays, "ema"), "EMA weights", path)
@@ -229,79 +249,107 @@ def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
 # The loop
 # --------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Turn Ctrl-C into a flag checked between steps (a second Ctrl-C interrupts at once)."""
-    flag = {"hit": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        if flag["hit"]:
-            raise KeyboardInterrupt
-        flag["hit"] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, model_kind_config=None,
-          progress: bool = True, device_ops=None, device=None) -> TrainState:
+def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, overwrite: bool = False,
+          model_kind_config=None, progress: bool = True, device_ops=None, device=None,
+          message=print) -> TrainState:
     """Train (or with ``resume=True`` continue) a run; returns the final ``TrainState``.
 
-    ``run_dir``: where ``checkpoint.npz``, ``config.json`` go (None: save nothing). On resume the
-    saved run's configuration is used, except ``steps`` (the new total) and ``checkpoint_every``
-    from ``config``. ``model_kind_config``: ``(kind, config)`` to override the default model.
+    ``run_dir``: the run directory for ``checkpoint.npz``, ``config.json`` (None: save nothing).
+    It is checked, created and locked (``ddpm_ref.runlock``) before any work. A directory that
+    already holds a run is refused unless ``resume`` (continue it) or ``overwrite`` (start again).
+    On resume the saved configuration is used, with the fields of ``CHANGEABLE_ON_RESUME`` from
+    ``config`` (each change printed); ``config`` must not differ in any other field, nor
+    ``model_kind_config`` (``(kind, config)``, default: ``default_model_config``) from the saved model.
     ``device``: optional ``(to_device, to_host)`` functions and ``device_ops`` the ops object, for
     the CUDA path (see ``ddpm_ref.commands.train``).
+
+    Signals (``ddpm_ref.interrupts``): a first Ctrl-C/SIGTERM/SIGHUP finishes the current step,
+    saves it and raises ``Interrupted``; a second raises ``Aborted`` at once, writing nothing.
     """
     config.validate()
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs a run directory")
+    if run_dir is None:
+        with stop_requests() as stop:
+            state, data, sched = _start(config, None, False, False, model_kind_config, device_ops, message)
+            return _loop(state, data, sched, config, None, progress, device, stop)
+    check_run_dir(run_dir)
+    with RunLock(run_dir, message=message), stop_requests() as stop:   # a signal during setup: no step
+        removed = remove_stale_temporaries(run_dir)
+        if removed:
+            message(f"removed {len(removed)} temporary file(s) left by an interrupted write in {run_dir}")
+        state, data, sched = _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message)
+        return _loop(state, data, sched, state.config, run_dir, progress, device, stop)
+
+
+def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message):
+    """The state to train from (new or loaded), the data set and the schedule, all checked."""
+    path = None if run_dir is None else os.path.join(run_dir, CHECKPOINT_NAME)
     if resume:
-        if run_dir is None or not os.path.isfile(checkpoint_path(run_dir)):
+        if not os.path.isfile(path):
             raise ValueError(f"--resume: no checkpoint in {run_dir!r} to resume from")
         state, saved = load_state(run_dir, ops=device_ops)
+        config, notes = resume_config(saved, config)
+        for line in notes:
+            message(line)
+        if model_kind_config is not None and not same_model(model_kind_config, state.saved_model):
+            raise ValueError("--resume: the model options differ from the saved run's model "
+                             f"({state.saved_model['kind']} {state.saved_model['config']})")
         if state.step > config.steps:
-            raise ValueError(f"the run is already at step {state.step}, past --steps {config.steps}")
-        config = dataclasses.replace(saved, steps=config.steps, checkpoint_every=config.checkpoint_every,
-                                     device=config.device)
+            raise ValueError(f"--steps {config.steps}: the run is already at step {state.step}")
+    elif path is not None and os.path.isfile(path) and not overwrite:
+        raise ValueError(f"--run-dir {run_dir!r} already holds a run; continue it with --resume, "
+                         "or choose another --run-dir")
+    check_sizes(config)
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if not resume:
         kind, mcfg = model_kind_config or default_model_config(data, config.cond, config.seed)
         state = new_state(build_model(kind, mcfg, ops=device_ops), config)
+    state.config = config
+    check_model_fits(state.model, data)
+    if device_ops is None:
+        fixed, per_example = measure_step_bytes(state.model, data.x.shape[1:])
+        check_fits(f"--batch-size {config.batch_size}", fixed + config.batch_size * per_example)
+    return state, data, make_schedule(config.schedule, config.T)
+
+
+def _save(state: TrainState, config: TrainConfig, run_dir: str, stop) -> None:
+    path = save_state(state, config, run_dir)
+    stop.last_good = f"the last good checkpoint is {path} (step {state.step})"
+
+
+def _loop(state, data, sched, config, run_dir, progress, device, stop) -> TrainState:
+    """Algorithm 1 until ``config.steps``, saving every ``checkpoint_every`` steps, at the end, and
+    when ``stop`` (``ddpm_ref.interrupts.StopRequest``) rises — always between two steps."""
     if device is not None:
         _move_state(state, device[0])
     elif hasattr(state.model, "workers"):
-        state.model.workers = config.workers      # batch-sharded threads (same count on resume)
-    sched = make_schedule(config.schedule, config.T)
-    _check_model_fits(state.model, data)
+        state.model.workers = config.workers      # batch-sharded threads
+    saved_step = state.step                       # what is on disk already (or nothing, at step 0)
+    if run_dir and state.step:
+        stop.last_good = f"the last good checkpoint is {checkpoint_path(run_dir)} (step {state.step})"
+    t0 = time.perf_counter()
     bar = tqdm(total=config.steps, initial=state.step, desc=f"training on {data.name}", unit="step",
                disable=not progress, dynamic_ncols=True)
-    avg, t0 = None, time.perf_counter()
-    with _deferred_interrupt() as interrupted:
-        try:
-            while state.step < config.steps:
-                loss = train_step(state, data, sched, config, device)
-                avg = loss if avg is None else 0.98 * avg + 0.02 * loss
-                bar.update(1)
-                bar.set_postfix(loss=f"{avg:.4f}", lr=f"{warmup_lr(state.step, config.lr, config.warmup):.1e}",
-                                refresh=False)
-                if interrupted["hit"]:
-                    raise KeyboardInterrupt
-                if run_dir and config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                    save_state(state, config, run_dir)
-        except KeyboardInterrupt:
-            bar.close()
-            if run_dir:
-                path = save_state(state, config, run_dir)
-                print(f"interrupted at step {state.step}; saved {path} (continue with --resume)")
-            raise
-    bar.close()
-    if run_dir:
-        save_state(state, config, run_dir)
+    avg = None
+    try:
+        while state.step < config.steps and not stop:
+            loss = train_step(state, data, sched, config, device)
+            avg = loss if avg is None else 0.98 * avg + 0.02 * loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{avg:.4f}", lr=f"{warmup_lr(state.step, config.lr, config.warmup):.1e}",
+                            refresh=False)
+            if run_dir and config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                _save(state, config, run_dir, stop)
+                saved_step = state.step
+    finally:
+        bar.close()
+    if run_dir and state.step != saved_step:
+        _save(state, config, run_dir, stop)
+    if stop and state.step < config.steps:
+        where = "nothing saved (no run directory)" if not run_dir else \
+            stop.last_good + ("; continue with --resume" if state.step else "")
+        raise Interrupted(stop.signum, state.step, where)
     state.seconds = time.perf_counter() - t0
     return state
 
@@ -310,22 +358,6 @@ def _move_state(state: TrainState, to_device) -> None:
     for d in (state.model.params, state.adam.m, state.adam.v, state.ema.params):
         for k in d:
             d[k] = to_device(d[k])
-
-
-def _check_model_fits(model, data: Dataset) -> None:
-    cfg = model.config
-    if data.is_image:
-        want = (cfg.get("in_channels"), cfg.get("image_size"), cfg.get("image_size"))
-        if model.kind != "unet" or data.x.shape[1:] != want:
-            raise ValueError(f"the model takes inputs of shape (N, {want[0]}, {want[1]}, {want[2]}), "
-                             f"the data has {data.x.shape}")
-    elif model.kind != "mlp" or data.x.shape[1] != cfg.get("dim"):
-        raise ValueError(f"the model ({model.kind}) cannot take points of shape {data.x.shape}")
-    if cfg.get("num_classes") is not None:
-        if data.y is None:
-            raise ValueError("the model is class-conditional but the data has no labels")
-        if data.y.max() >= cfg["num_classes"]:
-            raise ValueError(f"the data has labels up to {data.y.max()}, the model {cfg['num_classes']} classes")
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,6 +372,7 @@ def load_or_train_demo(run_dir: str = "runs/demo", quick: bool = False, progress
     path = os.path.join(run_dir, CHECKPOINT_NAME)
     if os.path.isfile(path):
         model, meta = load_model(run_dir)
+        check_digits_run(meta, path, "load_or_train_demo")
         if meta["step"] >= meta["train"]["steps"]:
             return model
         print(f"{path} is an unfinished run (step {meta['step']}); continuing it")

@@ -11,7 +11,7 @@ from ddpm_ref import checkpoint as ck
 
 def _example():
     arrays = {"param/w": np.arange(6, dtype=np.float32).reshape(2, 3), "history/loss": np.ones(4)}
-    meta = {"step": 7, "rng": np.random.default_rng(5).bit_generator.state}
+    meta = {"step": 7, "rng": np.random.default_rng(5).bit_generator.state, "train": {"lr": 0.5}}
     return arrays, meta
 
 
@@ -28,7 +28,8 @@ def test_round_trip_and_rng_state(tmp_path):
     g.bit_generator.state = m["rng"]                       # the JSON state restores the stream
     assert g.random() == np.random.default_rng(5).random()
     on_disk = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert on_disk["step"] == 7                            # the human-readable copy
+    # the human-readable copy: the run's description, without what changes at every step
+    assert on_disk == {"format": ck.FORMAT, "version": ck.VERSION, "train": {"lr": 0.5}}
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):

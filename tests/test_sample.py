@@ -96,3 +96,40 @@ def test_png_grid(tmp_path):
     assert (tmp_path / "g.png").stat().st_size > 0 and p.endswith("g.png")
     with pytest.raises(ValueError):
         image_grid(np.zeros((2, 2, 8, 8)))
+
+
+def test_grid_as_uint8_and_its_argument_checks():
+    imgs = np.array([-1.0, 0.0, 1.0, 0.5]).reshape(1, 1, 2, 2)
+    g = image_grid(imgs, nrow=1, scale=1, padding=1, pad_value=0.0, dtype=np.uint8)
+    assert g.dtype == np.uint8
+    assert g.tolist() == [[0, 0, 0, 0], [0, 0, 128, 0], [0, 255, 191, 0], [0, 0, 0, 0]]   # (v+1)/2·255, rounded
+    assert image_grid(imgs, nrow=1, scale=2, padding=0, dtype=np.uint8).tolist() == \
+        [[0, 0, 128, 128], [0, 0, 128, 128], [255, 255, 191, 191], [255, 255, 191, 191]]
+    for bad, name in ((dict(pad_value=np.nan), "pad_value"), (dict(pad_value=2.0), "pad_value"),
+                      (dict(padding=-1), "padding"), (dict(scale=0), "scale"), (dict(nrow=-2), "nrow")):
+        with pytest.raises(ValueError, match=name):
+            image_grid(imgs, **bad)
+    with pytest.raises(ValueError, match="NaN"):
+        image_grid(np.full((1, 1, 2, 2), np.nan))
+    many = np.broadcast_to(np.zeros((1, 1, 8, 8), np.float32), (300_000, 1, 8, 8))
+    with pytest.raises(ValueError, match="MAX_GRID_PIXELS"):
+        image_grid(many)
+
+
+def test_png_grid_holds_no_float_copy_of_the_images(tmp_path):
+    """2000 digits at scale 4: the grid is 2.6 M pixels; a float64 RGBA grid would take 83 MB."""
+    import tracemalloc
+
+    imgs = np.random.default_rng(0).uniform(-1, 1, (2000, 1, 8, 8)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        save_grid_png(imgs, str(tmp_path / "big.png"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12e6, peak
+    from PIL import Image
+
+    with Image.open(tmp_path / "big.png") as im:
+        assert im.mode == "L" and im.size == (4 * (45 * 9 + 1), 4 * (45 * 9 + 1))
+    assert not list(tmp_path.glob(".tmp-*"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ddpm_ref import train as tr
+from ddpm_ref.interrupts import Aborted, Interrupted
 from ddpm_ref.runs import build_model, load_model
 from ddpm_ref.data import load_dataset
 from ddpm_ref.schedules import make_schedule
@@ -86,6 +87,64 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_identically(tmp_path, monkeypatc
     assert saved.step == 5                                    # the step in flight was finished
     resumed = tr.train(config, str(tmp_path), resume=True, progress=False)
     _assert_identical(whole, resumed)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_save_like_ctrl_c(tmp_path, monkeypatch, signum):
+    config, model = dataclasses.replace(MOONS, steps=8), _mlp(MOONS)
+    whole = tr.train(config, None, model_kind_config=model, progress=False)
+    real_step = tr.train_step
+
+    def step_with_signal(state, *args, **kwargs):
+        if state.step == 2:
+            os.kill(os.getpid(), getattr(signal, signum))
+        return real_step(state, *args, **kwargs)
+
+    monkeypatch.setattr(tr, "train_step", step_with_signal)
+    with pytest.raises(Interrupted) as stopped:
+        tr.train(config, str(tmp_path), model_kind_config=model, progress=False)
+    assert stopped.value.signum == getattr(signal, signum) and stopped.value.step == 3
+    assert not (tmp_path / ".lock").exists()
+    monkeypatch.setattr(tr, "train_step", real_step)
+    assert tr.load_state(str(tmp_path))[0].step == 3
+    _assert_identical(whole, tr.train(config, str(tmp_path), resume=True, progress=False))
+
+
+def test_a_signal_during_setup_stops_before_the_first_step(tmp_path, monkeypatch):
+    real_load = tr.load_dataset
+
+    def load_then_sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)              # while the data set loads
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "load_dataset", load_then_sigterm)
+    with pytest.raises(Interrupted, match="stopped after step 0; no checkpoint has been written"):
+        tr.train(MOONS, str(tmp_path), model_kind_config=_mlp(MOONS), progress=False)
+    assert os.listdir(tmp_path) == []                      # no checkpoint, no lock
+
+
+def test_second_ctrl_c_inside_a_step_writes_nothing(tmp_path, monkeypatch):
+    """Both Ctrl-C's inside step 5 (after its gradient, before its update): the checkpoint on disk
+    stays the last whole one (step 3), and resuming it gives the uninterrupted run."""
+    config, model = dataclasses.replace(MOONS, steps=8, checkpoint_every=3), _mlp(MOONS)
+    whole = tr.train(config, None, model_kind_config=model, progress=False)
+    real_clip, calls = tr.clip_grad_norm, []
+
+    def clip_with_two_ctrl_c(grads, max_norm):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)           # the handler raises Aborted here
+        return real_clip(grads, max_norm)
+
+    monkeypatch.setattr(tr, "clip_grad_norm", clip_with_two_ctrl_c)
+    with pytest.raises(Aborted, match="without saving.*checkpoint.npz \\(step 3\\)"):
+        tr.train(config, str(tmp_path), model_kind_config=model, progress=False)
+    monkeypatch.setattr(tr, "clip_grad_norm", real_clip)
+    assert tr.load_state(str(tmp_path))[0].step == 3
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "config.json"]     # no lock, no temporary
+    _assert_identical(whole, tr.train(config, str(tmp_path), resume=True, progress=False))
 
 
 def test_label_dropout_rate():

@@ -27,9 +27,11 @@ HELP = "train on the digits (~10 min on 2 cores), sample with DDPM and DDIM, wri
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ddpm_ref.preflight import count
+
     parser.add_argument("--run-dir", default="runs/demo", help="output directory (default: runs/demo)")
     parser.add_argument("--quick", action="store_true", help="a tiny model and 300 steps (smoke test)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: 2500; --quick: 300)")
+    parser.add_argument("--steps", type=count, default=None, help="training steps (default: 2500; --quick: 300)")
     parser.add_argument("--fresh", action="store_true", help="retrain even if the run directory has a finished run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training run and the samples")
     parser.add_argument("--ddim-steps", type=int, default=50, help="DDIM steps (default: 50)")
@@ -37,17 +39,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _train_or_reuse(args, run_dir: str, progress: bool):
-    from ddpm_ref.data import load_dataset
-    from ddpm_ref.runs import CHECKPOINT_NAME, load_model
-    from ddpm_ref.train import DEMO_CONFIG, DEMO_MODEL, QUICK_CONFIG, QUICK_MODEL, default_model_config, train
+def _config(args):
+    """The demo's training configuration, and every option checked before any work."""
+    from ddpm_ref._checks import check_positive_int
+    from ddpm_ref.preflight import check_number, check_seed
+    from ddpm_ref.runlock import check_run_dir
+    from ddpm_ref.train import DEMO_CONFIG, DEMO_MODEL, QUICK_CONFIG, QUICK_MODEL
 
+    if args.steps is not None:
+        check_positive_int("--steps", args.steps)
+    check_seed(args.seed)
+    check_positive_int("--ddim-steps", args.ddim_steps)
+    check_number("--guidance", args.guidance)
     base, unet = (QUICK_CONFIG, QUICK_MODEL) if args.quick else (DEMO_CONFIG, DEMO_MODEL)
-    config = dataclasses.replace(base, seed=args.seed, steps=args.steps or base.steps)
-    config.validate()
+    if args.ddim_steps > base.T:
+        raise ValueError(f"--ddim-steps {args.ddim_steps} is more than the demo's T={base.T}; "
+                         "DDIM uses a subsequence of 1..T")
+    check_run_dir(args.run_dir, files=("checkpoint.npz", "config.json", "loss.png", "samples_ddpm.png",
+                                       "samples_ddim.png", "trajectory.png"))
+    return dataclasses.replace(base, seed=args.seed, steps=args.steps or base.steps).validate(), unet
+
+
+def _train_or_reuse(args, config, unet, progress: bool):
+    from ddpm_ref.data import load_dataset
+    from ddpm_ref.runs import CHECKPOINT_NAME, check_digits_run, load_model
+    from ddpm_ref.train import default_model_config, train
+
+    run_dir = args.run_dir
     path = os.path.join(run_dir, CHECKPOINT_NAME)
     if os.path.isfile(path) and not args.fresh:
         _, meta = load_model(run_dir)
+        check_digits_run(meta, path, "the demo (use another --run-dir, or --fresh to replace it)")
+        if args.ddim_steps > meta["train"]["T"]:
+            raise ValueError(f"--ddim-steps {args.ddim_steps} is more than the run's T={meta['train']['T']}")
         if meta["step"] >= config.steps:
             print(f"reusing the finished run in {run_dir} (step {meta['step']}); --fresh retrains")
             return
@@ -55,29 +79,24 @@ def _train_or_reuse(args, run_dir: str, progress: bool):
         train(config, run_dir, resume=True, progress=progress)
         return
     data = load_dataset(config.data, seed=config.seed)
-    train(config, run_dir, model_kind_config=default_model_config(data, config.cond, config.seed, unet),
-          progress=progress)
+    train(config, run_dir, overwrite=args.fresh, progress=progress,
+          model_kind_config=default_model_config(data, config.cond, config.seed, unet))
 
 
 def run(args) -> int:
-    from ddpm_ref._checks import check_positive_int
     from ddpm_ref.plots import save
     from ddpm_ref.plots.training import demo_samples, plot_loss_curve, plot_trajectory
+    from ddpm_ref.runs import load_run
     from ddpm_ref.sample import save_grid_png
-    from ddpm_ref.runs import load_model
 
-    if args.steps is not None:
-        check_positive_int("--steps", args.steps)
-    check_positive_int("--ddim-steps", args.ddim_steps)
+    config, unet = _config(args)
     progress = not args.no_progress
     run_dir = args.run_dir
     t0 = time.perf_counter()
-    _train_or_reuse(args, run_dir, progress)
+    _train_or_reuse(args, config, unet, progress)
     t_train = time.perf_counter() - t0
 
-    model, meta = load_model(run_dir)                       # the EMA weights
-    if hasattr(model, "workers"):
-        model.workers = min(2, os.cpu_count() or 1)
+    model, meta = load_run(run_dir)                         # the EMA weights, SAMPLING_WORKERS threads
     losses = meta["losses"]
     written = [save(plot_loss_curve(losses), run_dir, "loss")]
 

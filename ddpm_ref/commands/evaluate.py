@@ -14,15 +14,16 @@ label the sample was drawn for.
 from __future__ import annotations
 
 import argparse
-import json
 
 HELP = "bits/dim on held-out digits and a sample-quality score (FDD) with baselines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ddpm_ref.preflight import count
+
     parser.add_argument("--run-dir", "--run", dest="run_dir", default="runs/demo", help="the run (or a checkpoint .npz); default: runs/demo")
     parser.add_argument("--num-t", type=int, default=100, help="timesteps per batch for the bound (default: 100)")
-    parser.add_argument("-n", "--n", "--num", dest="num", type=int, default=None, help="samples for the FDD (default: the test split's size)")
+    parser.add_argument("-n", "--n", "--num", dest="num", type=count, default=None, help="samples for the FDD (default: the test split's size)")
     parser.add_argument("--sampler", "--method", dest="sampler", choices=("ddpm", "ddim"), default="ddim")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance w (default: 0)")
@@ -71,17 +72,39 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
     return out
 
 
+def _check(args, model, meta) -> None:
+    """Checks that need the run: the model, the DDIM steps and the samples' memory."""
+    from ddpm_ref.memory import check_fits, sampling_bytes
+    from ddpm_ref.runs import check_digits_run
+
+    check_digits_run(meta, args.run_dir, "evaluate")
+    T = meta["train"]["T"]
+    if not args.no_bpd and args.num_t > T:
+        raise ValueError(f"--num-t {args.num_t} is more than the run's T={T} (timesteps per batch, 1..T)")
+    if args.sampler == "ddim" and args.steps > T:
+        raise ValueError(f"--steps {args.steps} is more than the run's T={T}; DDIM uses a subsequence of 1..T")
+    if args.num is not None:
+        check_fits(f"-n {args.num}", sampling_bytes(args.num, (1, 8, 8)))
+
+
 def run(args) -> int:
     from ddpm_ref._checks import check_positive_int
+    from ddpm_ref.checkpoint import write_json_atomic
+    from ddpm_ref.preflight import check_number, check_output_file, check_seed
     from ddpm_ref.runs import load_run
 
     check_positive_int("--num-t", args.num_t)
     check_positive_int("--steps", args.steps)
+    check_seed(args.seed)
+    check_number("--guidance", args.guidance)
     if args.num is not None:
         check_positive_int("--num", args.num)
         if args.num < 2:
             raise ValueError("--num must be at least 2 (the FDD fits a covariance)")
+    if args.json:
+        check_output_file(args.json, "--json")
     model, meta = load_run(args.run_dir)
+    _check(args, model, meta)
     r = evaluate_run(model, meta, num_t=args.num_t, n=args.num, sampler=args.sampler, steps=args.steps,
                      guidance=args.guidance, seed=args.seed, bpd=not args.no_bpd, progress=not args.no_progress)
     if "bpd" in r:
@@ -94,7 +117,6 @@ def run(args) -> int:
         print(f"label accuracy of the samples: {r['accuracy_samples']:.3f} "
               f"(the classifier on held-out digits: {r['accuracy_test_digits']:.3f})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        write_json_atomic(args.json, r)
         print(f"wrote {args.json}")
     return 0

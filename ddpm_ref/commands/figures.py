@@ -37,23 +37,39 @@ def _list(figures) -> None:
         print(f"{spec.name:<{width}}  lessons {lessons:<8}  {spec.description}{needs}")
 
 
+def _check_demo_run(run_dir: str) -> None:
+    """If the run directory holds a checkpoint, it must be the demo's kind of run (read before work)."""
+    import os
+
+    from ddpm_ref.checkpoint import load_checkpoint
+    from ddpm_ref.runs import CHECKPOINT_NAME, check_description, check_digits_run
+
+    path = os.path.join(run_dir, CHECKPOINT_NAME)
+    if os.path.isfile(path):
+        _, meta = load_checkpoint(path)
+        check_description(meta, path)
+        check_digits_run(meta, path, "the model figures (--run-dir)")
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
     from ddpm_ref import plots
+    from ddpm_ref.preflight import check_output_dir, check_seed
 
     figures = plots.available()
     if args.list:
         _list(figures)
         return 0
-    if args.seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+    check_seed(args.seed)
     selected = list(dict.fromkeys(args.only or figures))
     unknown = [n for n in selected if n not in figures]
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(map(repr, unknown))}; valid names: {', '.join(figures)}")
-    out = Path(args.out)
+    out = Path(check_output_dir(args.out, "--out"))
     run_dir = args.run_dir or plots.DEMO_RUN_DIR
+    if any(figures[n].needs == "demo" for n in selected):
+        _check_demo_run(run_dir)
     written, skipped = [], []
     start = time.perf_counter()
     for name in (bar := tqdm(selected, desc="figures", unit="fig")):

@@ -6,6 +6,11 @@
 
 Samples of a class-conditional model are drawn class by class (column j of the grid is class j)
 unless ``--label`` fixes one class; ``--unconditional`` uses the null label.
+
+Every option, every output path (``--out``, ``--npz``, ``--trajectory``) and the memory that
+``-n`` samples need are checked before sampling starts. The same ``--seed`` gives the same bits on
+any machine with the same BLAS thread count: the U-Net's batch is split over a fixed
+``ddpm_ref.runs.SAMPLING_WORKERS`` threads, never over "as many as there are CPUs".
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ HELP = "sample a trained model with DDPM (Algorithm 2) or DDIM, write a PNG grid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ddpm_ref.preflight import count
+
     parser.add_argument("--run-dir", "--run", dest="run_dir", default="runs/demo", help="the run (or a checkpoint .npz); default: runs/demo")
     parser.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples_<sampler>.png)")
-    parser.add_argument("-n", "--n", "--num", dest="num", type=int, default=100, help="number of samples (default: 100)")
+    parser.add_argument("-n", "--n", "--num", dest="num", type=count, default=100,
+                        help="number of samples (default: 100)")
     parser.add_argument("--sampler", "--method", dest="sampler", choices=("ddpm", "ddim"), default="ddpm")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM η (0: deterministic, 1: DDPM-like)")
@@ -57,49 +65,86 @@ def labels_for(args, num_classes, n):
     return np.arange(n, dtype=np.int64) % num_classes
 
 
+def _check_values(args) -> None:
+    """Every option finite and in range, before the run is even loaded."""
+    from ddpm_ref._checks import check_positive_int
+    from ddpm_ref.preflight import check_number, check_seed
+
+    check_positive_int("--num", args.num)
+    check_positive_int("--steps", args.steps)
+    check_seed(args.seed)
+    check_number("--eta", args.eta, 0.0, 1.0)
+    check_number("--guidance", args.guidance)
+
+
+def _outputs(args) -> dict:
+    """The files to write, each checked writable before any work: {"png", "npz", "trajectory"}."""
+    from ddpm_ref.preflight import check_output_file
+
+    base = args.run_dir[:-4] if args.run_dir.endswith(".npz") else args.run_dir
+    png = args.out or os.path.join(base if os.path.isdir(base) else os.path.dirname(base) or ".",
+                                   f"samples_{args.sampler}.png")
+    out = {"png": check_output_file(png, "--out")}
+    for key in ("npz", "trajectory"):
+        if getattr(args, key):
+            out[key] = check_output_file(getattr(args, key), f"--{key}")
+    return out
+
+
+def _check_run(args, model, meta, n: int) -> tuple:
+    """Checks that need the run: the sampler's steps, --trajectory, and the memory of n samples."""
+    from ddpm_ref.memory import check_fits, sampling_bytes
+
+    cfg, T = model.config, meta["train"]["T"]
+    is_image = model.kind == "unet"
+    if args.sampler == "ddim" and args.steps > T:
+        raise ValueError(f"--steps {args.steps} is more than the run's T={T}; DDIM uses a subsequence of 1..T")
+    if args.trajectory and not is_image:
+        raise ValueError("--trajectory draws images of the reverse chain; this run's model is an MLP on points")
+    shape = (cfg["in_channels"], cfg["image_size"], cfg["image_size"]) if is_image else (cfg["dim"],)
+    frames = 11 if args.trajectory else 0
+    check_fits(f"-n {n}", sampling_bytes(n, shape, trajectory_frames=frames))
+    return (n, *shape), is_image
+
+
 def run(args) -> int:
     import numpy as np
 
-    from ddpm_ref._checks import check_positive_int
-    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, save_grid_png
+    from ddpm_ref.checkpoint import save_npz_atomic
     from ddpm_ref.runs import load_run
+    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, save_grid_png
     from ddpm_ref.schedules import make_schedule
 
-    n = check_positive_int("--num", args.num)
-    check_positive_int("--steps", args.steps)
+    _check_values(args)
+    n, out = args.num, _outputs(args)
     model, meta = load_run(args.run_dir, args.raw)
-    cfg = model.config
+    shape, is_image = _check_run(args, model, meta, n)
     sched = make_schedule(meta["train"]["schedule"], meta["train"]["T"])
-    y = labels_for(args, cfg.get("num_classes"), n)
-    is_image = model.kind == "unet"
-    shape = (n, cfg["in_channels"], cfg["image_size"], cfg["image_size"]) if is_image else (n, cfg["dim"])
+    y = labels_for(args, model.config.get("num_classes"), n)
     common = dict(rng=args.seed, y=y, guidance=args.guidance, clip_x0=args.clip_x0,
                   return_trajectory=bool(args.trajectory), progress=not args.no_progress)
     if args.sampler == "ddpm":
-        out = sample_ddpm(ModelEps(model), sched, shape, variance=args.variance, **common)
+        result = sample_ddpm(ModelEps(model), sched, shape, variance=args.variance, **common)
     else:
-        out = sample_ddim(ModelEps(model), sched, shape, steps=args.steps, eta=args.eta, **common)
-    x, traj = out if args.trajectory else (out, None)
-    base = args.run_dir[:-4] if args.run_dir.endswith(".npz") else args.run_dir
-    path = args.out or os.path.join(base if os.path.isdir(base) else os.path.dirname(base) or ".",
-                                    f"samples_{args.sampler}.png")
+        result = sample_ddim(ModelEps(model), sched, shape, steps=args.steps, eta=args.eta, **common)
+    x, traj = result if args.trajectory else (result, None)
     if is_image:
-        save_grid_png(x, path, nrow=cfg.get("num_classes") or None)
+        save_grid_png(x, out["png"], nrow=model.config.get("num_classes") or None)
     else:
-        _scatter(x, path)
-    print(f"wrote {n} samples to {path}")
-    if args.npz:
-        np.savez(args.npz, samples=x.astype(np.float32), labels=np.zeros(0) if y is None else y)
-        print(f"wrote {args.npz}")
+        _scatter(x, out["png"])
+    print(f"wrote {n} samples to {out['png']}")
+    if "npz" in out:
+        save_npz_atomic(out["npz"], samples=x.astype(np.float32),
+                        labels=np.zeros(0, dtype=np.int64) if y is None else y)
+        print(f"wrote {out['npz']}")
     if traj is not None:
         from ddpm_ref.plots import save
         from ddpm_ref.plots.training import plot_trajectory
 
-        if is_image:
-            d, name = os.path.split(os.path.abspath(args.trajectory))
-            save(plot_trajectory(traj, 0, f"{args.sampler.upper()} reverse trajectory"), d,
-                 name[:-4] if name.endswith(".png") else name)
-            print(f"wrote {args.trajectory}")
+        d, name = os.path.split(os.path.abspath(out["trajectory"]))
+        save(plot_trajectory(traj, 0, f"{args.sampler.upper()} reverse trajectory"), d,
+             name[:-4] if name.endswith(".png") else name)
+        print(f"wrote {out['trajectory']}")
     return 0
 
 

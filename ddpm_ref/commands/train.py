@@ -3,16 +3,25 @@
     ddpm-ref train                                   # the demo's U-Net on the digits, runs/train/
     ddpm-ref train --data moons --steps 2000         # the MLP on two moons
     ddpm-ref train --data my_images.npz --uncond     # your images (N, H, W) or (N, C, H, W)
-    ddpm-ref train --steps 6000 --resume             # continue runs/train to step 6000
+    ddpm-ref train --resume                          # continue runs/train to its saved --steps
+    ddpm-ref train --resume --steps 6000             # ... or to step 6000
     ddpm-ref train --device cuda                     # the U-Net's conv/attention as CUDA kernels
 
-Ctrl-C saves a checkpoint at the end of the current step; ``--resume`` then continues exactly
-where it stopped (bit-identical to a run that was never interrupted).
+Ctrl-C (or SIGTERM, SIGHUP) saves a checkpoint at the end of the current step and exits with
+status 130 (143, 129); ``--resume`` then continues exactly where it stopped (bit-identical to a
+run that was never interrupted). A second Ctrl-C stops at once without writing. One run directory
+takes one training process at a time (``<run-dir>/.lock``).
+
+``--resume`` continues the saved run: flags left out take the saved values; ``--steps``,
+``--checkpoint-every``, ``--lr``, ``--device`` and ``--workers`` may change (each change is
+printed); any other flag that differs from the saved run is refused, naming it. A directory that
+already holds a run is refused without ``--resume`` or ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 HELP = "train a diffusion model (Algorithm 1, L_simple) and save checkpoints (Ctrl-C safe, --resume)"
 
@@ -25,43 +34,55 @@ def _ints(text: str) -> tuple:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ddpm_ref.train import TrainConfig
+    from ddpm_ref.preflight import count
+    from ddpm_ref.train import DEMO_MODEL, TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--data", default=d.data,
-                        help="digits, moons, swissroll, gmm, or a path to an IDX / .npz file (default: digits)")
+    # Defaults are None so that --resume can tell a flag that was given from one that was not;
+    # a new run fills them in from TrainConfig / DEMO_MODEL (the values shown in the help).
+    parser.add_argument("--data", help="digits, moons, swissroll, gmm, or a path to an IDX / .npz file (default: digits)")
     parser.add_argument("--run-dir", "--out", dest="run_dir", default="runs/train",
                         help="checkpoint directory (default: runs/train)")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"total optimiser steps (default: {d.steps})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="linear lr warm-up steps")
-    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help="global-norm clip (0: off)")
-    parser.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    parser.add_argument("--schedule", default=d.schedule, help="noise schedule (default: linear)")
-    parser.add_argument("--T", type=int, default=d.T, help="diffusion steps (default: 1000)")
+    parser.add_argument("--steps", type=count, help=f"total optimiser steps (default: {d.steps}; "
+                                                    "--resume: the saved run's)")
+    parser.add_argument("--batch-size", type=count, help=f"default: {d.batch_size}")
+    parser.add_argument("--lr", type=float, help=f"Adam learning rate (default: {d.lr})")
+    parser.add_argument("--warmup", type=count, help=f"linear lr warm-up steps (default: {d.warmup})")
+    parser.add_argument("--grad-clip", type=float, help=f"global-norm clip, 0: off (default: {d.grad_clip})")
+    parser.add_argument("--ema-decay", type=float, help=f"default: {d.ema_decay}")
+    parser.add_argument("--schedule", help=f"noise schedule (default: {d.schedule})")
+    parser.add_argument("--T", type=count, help=f"diffusion steps (default: {d.T})")
     cond = parser.add_mutually_exclusive_group()
-    cond.add_argument("--cond", action="store_true",
+    cond.add_argument("--cond", action="store_true", default=None,
                       help="class-conditional with label dropout (the default when the data has labels; "
                            "an error when it has none)")
-    cond.add_argument("--uncond", action="store_true",
+    cond.add_argument("--uncond", action="store_true", default=None,
                       help="train without labels (default: class-conditional when the data has labels)")
-    parser.add_argument("--p-uncond", type=float, default=d.p_uncond,
-                        help="label dropout for classifier-free guidance (default: 0.1)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    parser.add_argument("--n-points", type=int, default=d.n_points, help="points of a 2-D set")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (CuPy + an NVIDIA GPU)")
-    parser.add_argument("--workers", type=int, default=d.workers, help="CPU threads sharing a batch (default: 2)")
+    parser.add_argument("--p-uncond", type=float, help=f"label dropout for guidance (default: {d.p_uncond})")
+    parser.add_argument("--seed", type=count, help=f"default: {d.seed}")
+    parser.add_argument("--checkpoint-every", type=count, help=f"default: {d.checkpoint_every} (0: at the end)")
+    parser.add_argument("--n-points", type=count, help=f"points of a 2-D set (default: {d.n_points})")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir: flags left out keep the saved values; only "
+                             "--steps, --checkpoint-every, --lr, --device and --workers may change")
+    parser.add_argument("--overwrite", action="store_true", help="start a new run in a --run-dir that holds one")
+    parser.add_argument("--device", help="cpu or cuda (CuPy + an NVIDIA GPU); default: cpu")
+    parser.add_argument("--workers", type=count, help=f"CPU threads sharing a batch (default: {d.workers})")
     g = parser.add_argument_group("U-Net (image data)")
-    g.add_argument("--base-channels", type=int, default=32)
-    g.add_argument("--channel-mults", type=_ints, default=(1, 2), help="e.g. 1,2")
-    g.add_argument("--num-res-blocks", type=int, default=1)
-    g.add_argument("--attention", type=_ints, default=(4,), help="resolutions with attention, e.g. 4 ('' for none)")
-    g.add_argument("--groups", type=int, default=8)
-    g.add_argument("--dropout", type=float, default=0.0)
+    m = DEMO_MODEL
+    g.add_argument("--base-channels", type=count, help=f"default: {m['base_channels']}")
+    g.add_argument("--channel-mults", type=_ints, help="e.g. 1,2 (default: 1,2)")
+    g.add_argument("--num-res-blocks", type=count, help=f"default: {m['num_res_blocks']}")
+    g.add_argument("--attention", type=_ints, help="resolutions with attention, e.g. 4 ('' for none; default: 4)")
+    g.add_argument("--groups", type=count, help=f"default: {m['groups']}")
+    g.add_argument("--dropout", type=float, help=f"default: {m['dropout']}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+#: Flags of the U-Net group → the model's config keys.
+UNET_FLAGS = {"base_channels": "base_channels", "channel_mults": "channel_mults",
+              "num_res_blocks": "num_res_blocks", "attention": "attention_resolutions",
+              "groups": "groups", "dropout": "dropout"}
 
 
 def _cuda(device: str):
@@ -81,34 +102,77 @@ def _cuda(device: str):
     return kernels.get_ops("cuda"), (cupy.asarray, lambda a: a.get() if hasattr(a, "get") else a)
 
 
-def config_from_args(args):
-    from ddpm_ref.data import load_dataset
+def _given(args) -> dict:
+    """The TrainConfig fields set on the command line."""
+    import dataclasses
+
     from ddpm_ref.train import TrainConfig
 
-    config = TrainConfig(data=args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         warmup=args.warmup, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
-                         schedule=args.schedule, T=args.T, cond=not args.uncond, p_uncond=args.p_uncond,
-                         seed=args.seed, checkpoint_every=args.checkpoint_every, n_points=args.n_points,
-                         device=args.device, workers=args.workers).validate()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name != "cond" and getattr(args, f.name, None) is not None}
+    if args.cond or args.uncond:
+        given["cond"] = bool(args.cond)
+    return given
+
+
+def _unet_options(args) -> dict:
+    """The U-Net flags that were given, as model config entries."""
+    from ddpm_ref.preflight import check_number
+
+    if args.dropout is not None:
+        check_number("--dropout", args.dropout, 0.0, 1.0)
+    return {key: tuple(getattr(args, a)) if isinstance(getattr(args, a), tuple) else getattr(args, a)
+            for a, key in UNET_FLAGS.items() if getattr(args, a) is not None}
+
+
+def _resume_config(args, given: dict, unet: dict):
+    """The saved run's configuration with the given flags applied (``train`` refuses what may not change)."""
+    import dataclasses
+
+    from ddpm_ref.checkpoint import load_checkpoint
+    from ddpm_ref.runs import checkpoint_path, check_description
+    from ddpm_ref.train import TrainConfig
+
+    path = checkpoint_path(args.run_dir)
+    if not os.path.isfile(path):
+        return TrainConfig(**given)                  # train() says there is nothing to resume
+    _, meta = load_checkpoint(path)
+    check_description(meta, path)
+    saved_model = meta["model"]["config"]
+    for a, key in UNET_FLAGS.items():
+        value = unet.get(key)
+        saved = saved_model.get(key)
+        if value is not None and (list(value) if isinstance(value, tuple) else value) != saved:
+            raise ValueError(f"--resume: --{a.replace('_', '-')} {value!r} differs from the saved model's "
+                             f"{saved!r}; a resumed run keeps its model (start another --run-dir)")
+    return dataclasses.replace(TrainConfig(**meta["train"]), **given)
+
+
+def config_from_args(args):
+    """``(config, (kind, model_config) or None)`` from the flags; for --resume the saved run's."""
+    from ddpm_ref.data import load_dataset
+    from ddpm_ref.run_checks import check_sizes
+    from ddpm_ref.runlock import check_run_dir
+    from ddpm_ref.train import DEMO_MODEL, TrainConfig, default_model_config
+
+    check_run_dir(args.run_dir)                  # a folder, creatable, writable; not x.npz
+    given, unet = _given(args), _unet_options(args)
     if args.resume:
-        return config, None
+        return _resume_config(args, given, unet).validate(), None
+    config = TrainConfig(**given).validate()
+    check_sizes(config)
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if config.cond and data.num_classes is None and not args.cond:
         config.cond = False                      # unlabelled data: an unconditional model
-    unet = dict(base_channels=args.base_channels, channel_mults=tuple(args.channel_mults),
-                num_res_blocks=args.num_res_blocks, attention_resolutions=tuple(args.attention),
-                groups=args.groups, dropout=args.dropout)
-    from ddpm_ref.train import default_model_config
-
-    return config, default_model_config(data, config.cond, config.seed, unet)
+    return config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet})
 
 
 def run(args) -> int:
     from ddpm_ref.train import train
 
     config, model = config_from_args(args)
-    ops, device = _cuda(args.device)
-    state = train(config, args.run_dir, resume=args.resume, model_kind_config=model,
+    ops, device = _cuda(config.device)
+    state = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite, model_kind_config=model,
                   progress=not args.no_progress, device_ops=ops, device=device)
     tail = state.losses[-100:]
     print(f"step {state.step}: loss {sum(tail) / max(len(tail), 1):.4f} (mean of the last {len(tail)} steps), "

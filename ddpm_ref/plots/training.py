@@ -10,7 +10,6 @@ it inline; the ``_make_*`` makers write PNGs for the registry.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -83,13 +82,11 @@ def plot_trajectory(traj: dict, index: int = 0, title: str = "one reverse trajec
 
 
 def _demo_model(run_dir):
-    """The demo run's EMA model and meta (the registry has checked that the checkpoint exists)."""
-    from ddpm_ref.runs import load_model
+    """The demo run's EMA model and meta (the registry has checked that the checkpoint exists), with
+    the U-Net on ``SAMPLING_WORKERS`` threads whatever the CPU count (the same pixels everywhere)."""
+    from ddpm_ref.runs import load_run
 
-    model, meta = load_model(str(run_dir))
-    if hasattr(model, "workers"):
-        model.workers = min(2, os.cpu_count() or 1)
-    return model, meta
+    return load_run(str(run_dir))
 
 
 def demo_samples(model, meta, *, n_per_class: int = 10, sampler: str = "ddpm", steps: int = 50,
