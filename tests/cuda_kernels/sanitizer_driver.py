@@ -22,7 +22,7 @@ def all_kernels() -> int:
     for op in OPS:
         for version in VERSIONS[op]:
             inp = harness.make_inputs(op, SHAPES[harness.kind(op)], np.random.default_rng(0))
-            for bs in harness.block_sizes(op, version):
+            for bs in harness.block_sizes(op, version, SHAPES[harness.kind(op)]):
                 problems = harness.validate(op, version, lambda name: load_module("emulate", name), inp, np, bs)
                 if problems:
                     failures += 1
