@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from kernels import OPS, VERSIONS, harness, load_module
-from kernels import ops as K
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BEGIN, END = "<!-- bench_gpu: begin -->", "<!-- bench_gpu: end -->"
@@ -58,36 +57,13 @@ def cpu_time(fn, repeats: int) -> float:
 
 
 def _ours(op, version, shape, repeats):
-    """Time one version at one shape: only the kernels of `op` (inputs and the forward pass made once)."""
+    """Time one version at one shape: only the kernels of `op` (inputs, outputs and the forward pass of a
+    backward op are made once, outside the timing: harness.prepare)."""
     import cupy
 
     inp = harness.make_inputs(op, shape, np.random.default_rng(0))
-    d = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inp.items()}
-    mod = load_module("cuda", op)
-    f32 = cupy.float32
-    if harness.kind(op) == "conv":
-        stride, pad = d["stride"], d["pad"]
-        if op == "conv2d_forward":
-            y = cupy.empty(d["dy"].shape, f32)
-            return gpu_time(lambda: K.launch_conv2d_forward(mod, version, d["x"], d["w"], d["b"], y, stride, pad),
-                            repeats)
-        if op == "conv2d_backward_data":
-            dx = cupy.empty(d["x"].shape, f32)
-            return gpu_time(lambda: K.launch_conv2d_backward_data(mod, version, d["dy"], d["w"], dx, stride, pad),
-                            repeats)
-        dw, db = cupy.empty(d["w"].shape, f32), cupy.empty(d["w"].shape[0], f32)
-        return gpu_time(lambda: K.launch_conv2d_backward_weight(mod, version, d["x"], d["dy"], dw, db, stride, pad),
-                        repeats)
-    q, k, v = d["q"], d["k"], d["v"]
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    o = cupy.empty(q.shape, f32)
-    fwd = load_module("cuda", "attention_forward")
-    if op == "attention_forward":
-        return gpu_time(lambda: K.launch_attention_forward(fwd, version, q, k, v, o, scale, cupy), repeats)
-    saved = K.launch_attention_forward(fwd, version, q, k, v, o, scale, cupy)
-    dq, dk, dv = (cupy.empty(q.shape, f32) for _ in range(3))
-    return gpu_time(lambda: K.launch_attention_backward(mod, version, saved, q, k, v, o, d["do"], dq, dk, dv,
-                                                        scale, cupy), repeats)
+    call, _ = harness.prepare(op, version, lambda name: load_module("cuda", name), inp, cupy)
+    return gpu_time(call, repeats)
 
 
 def _torch(op, shape, repeats):

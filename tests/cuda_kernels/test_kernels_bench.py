@@ -1,5 +1,7 @@
 """The GPU benchmark's table writing (runs without a GPU; the timing itself needs one)."""
 
+import pytest
+
 from kernels import bench_gpu
 
 
@@ -21,7 +23,19 @@ def test_without_a_gpu_nothing_is_written(tmp_path, capsys):
     from kernels.cuda_backend import cuda_available
 
     if cuda_available()[0]:
-        return
+        pytest.skip("this machine has a GPU: bench_gpu would measure (see test_gpu_quick_run_writes_a_table)")
     out = tmp_path / "r.md"
     assert bench_gpu.main(["--out", str(out)]) == 2
     assert not out.exists() and "nothing measured" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_quick_run_writes_a_table(gpu, tmp_path):
+    """On a GPU: one shape per op, every version validated and timed, the table written."""
+    out = tmp_path / "r.md"
+    out.write_text(f"x\n{bench_gpu.BEGIN}\nold\n{bench_gpu.END}\n")
+    assert bench_gpu.main(["--quick", "--repeats", "3", "--batch", "8", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "old" not in text and "FAILED" not in text and "error:" not in text, text
+    assert text.count("| conv2d_forward |") == len(bench_gpu.VERSIONS["conv2d_forward"])
