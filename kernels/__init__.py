@@ -33,12 +33,14 @@ def source_path(op: str):
 
 
 @functools.lru_cache(maxsize=None)
-def load_module(backend: str, op: str, sanitize="default", reverse_blocks: bool = False):
+def load_module(backend: str, op: str, sanitize="default", reverse_blocks: bool = False,
+                concurrent_blocks=None, numerics=None):
     """The compiled module of one .cu file (cached): EmulatedModule (emulate) or CudaModule (cuda)."""
     if backend == "emulate":
         from kernels.emulator import EmulatedModule
 
-        return EmulatedModule(source_path(op), sanitize=sanitize, reverse_blocks=reverse_blocks)
+        return EmulatedModule(source_path(op), sanitize=sanitize, reverse_blocks=reverse_blocks,
+                              concurrent_blocks=concurrent_blocks, numerics=numerics)
     from kernels.cuda_backend import CudaModule
 
     return CudaModule(source_path(op))
@@ -64,7 +66,8 @@ def _versions(version) -> dict:
     return chosen
 
 
-def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = False, sanitize="default"):
+def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = False, sanitize="default",
+            concurrent_blocks=None, numerics=None):
     """An ops object (conv2d_forward/backward, attention_forward/backward with ddpm_ref.nn's signatures).
 
     Args:
@@ -73,6 +76,10 @@ def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = Fa
         version: None (the fastest version of every kernel), an int (that version of every kernel,
             e.g. 1 for the direct ports), or a dict {op: version} for some of kernels.OPS.
         reverse_blocks: emulate only; run each grid's blocks last to first.
+        concurrent_blocks: emulate only; run this many blocks at the same time (default 1, or
+            $DDPM_REF_EMU_CONCURRENT), so that races between blocks can happen (and TSan see them).
+        numerics: emulate only; "exact" (IEEE, default, or $DDPM_REF_EMU_NUMERICS) or "gpu" (FMA
+            contraction and flush-to-zero, as CuPy's NVRTC build).
         sanitize: emulate only; None, "address" (ASan + UBSan) or "thread" (TSan); the default
             reads $DDPM_REF_EMU_SANITIZE (see kernels/emulator.py for how to run a sanitizer build).
 
@@ -87,10 +94,12 @@ def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = Fa
         from kernels.emulator import find_compiler
 
         find_compiler()              # fail now, with how to install one, rather than at the first layer
-        return KernelOps("emulate", versions, lambda op: load_module("emulate", op, sanitize, bool(reverse_blocks)),
+        return KernelOps("emulate", versions, lambda op: load_module("emulate", op, sanitize, bool(reverse_blocks),
+                                                                    concurrent_blocks, numerics),
                          np, np.ndarray, "NumPy")
-    if reverse_blocks or sanitize != "default":
-        raise ValueError("reverse_blocks and sanitize are options of the 'emulate' backend only")
+    if reverse_blocks or sanitize != "default" or concurrent_blocks is not None or numerics is not None:
+        raise ValueError("reverse_blocks, sanitize, concurrent_blocks and numerics are options of the "
+                         "'emulate' backend only")
     from kernels.cuda_backend import import_cupy
 
     cupy = import_cupy()
