@@ -109,13 +109,18 @@ def _torch(op, shape, repeats):
     return timed(lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True))
 
 
-def kernel_rows(repeats, quick):
+def kernel_rows(repeats, quick, skip=frozenset()):
+    """One row per (op, version, shape); (op, version) pairs in `skip` (failed validation elsewhere) are
+    listed as not timed."""
     rows = []
     for op in OPS:
         shapes = ATTENTION_SHAPES if harness.kind(op) == "attention" else CONV_SHAPES
         for shape in shapes[:1] if quick else shapes:
             ref = _torch(op, shape, repeats)
             for version in VERSIONS[op]:
+                if (op, version) in skip:
+                    rows.append((op, version, shape, None, ref, "not timed: failed validation (see above)"))
+                    continue
                 small = harness.DEFAULT_SHAPES["emulate"][harness.kind(op)]
                 try:
                     import cupy
@@ -192,7 +197,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=128, help="U-Net batch size")
     parser.add_argument("--quick", action="store_true", help="one shape per op")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--skip", default="", help="op:version,... not to time (failed validation)")
     args = parser.parse_args(argv)
+    skip = {(op, int(v)) for item in args.skip.split(",") if item for op, v in [item.split(":")]}
     from kernels.cuda_backend import cuda_available
 
     ok, device = cuda_available()
@@ -208,7 +215,7 @@ def main(argv=None) -> int:
         versions_line += f", PyTorch {torch.__version__}"
     except ImportError:
         versions_line += ", no PyTorch"
-    table = render(kernel_rows(args.repeats, args.quick), unet_rows(args.repeats, args.batch), device, versions_line)
+    table = render(kernel_rows(args.repeats, args.quick, skip), unet_rows(args.repeats, args.batch), device, versions_line)
     write_results(table, args.out)
     print(table)
     return 0

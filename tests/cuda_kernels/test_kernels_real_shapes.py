@@ -14,10 +14,10 @@ their tolerances.
 
 import numpy as np
 import pytest
-from unet_shapes import WIDER, unet_shapes
 
 import kernels
 from kernels import harness
+from kernels.unet_shapes import WIDER, unet_shapes
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,8 @@
 """The shapes at which the U-Net really calls the ops, recorded by running it once with NumPy ops.
 
+Used by the tests at real shapes (tests/cuda_kernels/test_kernels_real_shapes.py) and by
+``python -m kernels.gpu_day``.
+
     unet_shapes()  ->  {"conv": [(N, C, H, W, K, R, stride, pad), ...], "attention": [(B, L, D), ...]}
 
 with N = B = 1 (one image: the tiles the ops choose depend on C, K, H, W, L, D, not on the batch,
@@ -47,5 +50,7 @@ def _record(items):
     return {"conv": sorted(seen["conv"]), "attention": sorted(seen["attention"])}
 
 
-def unet_shapes(**cfg):
-    return _record(tuple(sorted(cfg.items())))
+def unet_shapes(batch: int = 1, **cfg):
+    """{"conv": [...], "attention": [...]} of the U-Net built with `cfg`, with N = B = `batch`."""
+    shapes = _record(tuple(sorted(cfg.items())))
+    return {kind: [(batch,) + s[1:] for s in found] for kind, found in shapes.items()}
