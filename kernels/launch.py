@@ -21,6 +21,7 @@ from kernels.limits import REGISTERS, SHARED_DEFAULT, STATIC_SHARED, check_launc
 
 CONV_TILE = 16                               # must match CONV_TILE in the conv .cu files
 BIAS_THREADS = 256                           # must match BIAS_THREADS in conv2d_backward_weight.cu
+V3_BM, V3_BN, V3_THREADS = 64, 64, 256       # version 3's block tile and threads: must match the .cu files
 SHARED_LIMIT = SHARED_DEFAULT
 
 
@@ -76,6 +77,9 @@ def conv2d_forward_plan(version, dims, block_size=None):
     if version == 1:
         bs = block_size or 256
         return [_l("conv2d_forward_kernel1", (_cdiv(N * K * P * Q, bs),), (bs,), tile=f"{bs} threads")]
+    if version == 3:
+        return [_l("conv2d_forward_kernel3", (_cdiv(N * P * Q, V3_BN), _cdiv(K, V3_BM)), (V3_THREADS,),
+                   tile="64x64, 4x4 per thread")]
     return [_l("conv2d_forward_kernel2", (_cdiv(N * P * Q, CONV_TILE), _cdiv(K, CONV_TILE)),
                (CONV_TILE, CONV_TILE), tile="16x16")]
 
