@@ -89,6 +89,9 @@ def conv2d_backward_data_plan(version, dims, block_size=None):
     if version == 1:
         bs = block_size or 256
         return [_l("conv2d_backward_data_kernel1", (_cdiv(N * C * H * W, bs),), (bs,), tile=f"{bs} threads")]
+    if version == 3:
+        return [_l("conv2d_backward_data_kernel3", (_cdiv(N * H * W, V3_BN), _cdiv(C, V3_BM)), (V3_THREADS,),
+                   tile="64x64, 4x4 per thread")]
     return [_l("conv2d_backward_data_kernel2", (_cdiv(N * H * W, CONV_TILE), _cdiv(C, CONV_TILE)),
                (CONV_TILE, CONV_TILE), tile="16x16")]
 

@@ -31,7 +31,7 @@ REGISTER_GRANULE = 256                # registers are given to a warp in units o
 # prints this table; tests/cuda_kernels/test_kernels_nvrtc.py checks it.
 REGISTERS = {
     "conv2d_forward_kernel1": 32, "conv2d_forward_kernel2": 32, "conv2d_forward_kernel3": 63,
-    "conv2d_backward_data_kernel1": 30, "conv2d_backward_data_kernel2": 32,
+    "conv2d_backward_data_kernel1": 30, "conv2d_backward_data_kernel2": 32, "conv2d_backward_data_kernel3": 62,
     "conv2d_backward_weight_kernel1": 32, "conv2d_backward_weight_kernel2": 32,
     "conv2d_backward_bias_kernel1": 31, "conv2d_backward_bias_kernel2": 18,
     "attention_scores_kernel1": 32, "attention_softmax_kernel1": 31, "attention_value_kernel1": 32,
@@ -43,7 +43,8 @@ REGISTERS = {
 }
 # ... and static shared memory in bytes (kernels not listed have none).
 STATIC_SHARED = {
-    "conv2d_forward_kernel2": 2048, "conv2d_forward_kernel3": 8192, "conv2d_backward_data_kernel2": 2048, "conv2d_backward_weight_kernel2": 2048,
+    "conv2d_forward_kernel2": 2048, "conv2d_forward_kernel3": 8192, "conv2d_backward_data_kernel2": 2048, "conv2d_backward_data_kernel3": 8192,
+    "conv2d_backward_weight_kernel2": 2048,
     "conv2d_backward_bias_kernel2": 1024,
 }
 

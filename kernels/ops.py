@@ -36,7 +36,7 @@ from kernels.launch import (BIAS_THREADS, CONV_TILE, SHARED_LIMIT, attention_bac
 OPS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
        "attention_forward", "attention_backward")
 VERSIONS = {op: (1, 2) for op in OPS}        # version 1: the direct port; the last: the fastest (by design)
-VERSIONS["conv2d_forward"] = (1, 2, 3)
+VERSIONS["conv2d_forward"] = VERSIONS["conv2d_backward_data"] = (1, 2, 3)
 INT32_LIMIT = 2**31
 
 
