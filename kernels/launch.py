@@ -104,11 +104,35 @@ def conv2d_backward_weight_plan(version, dims, block_size=None, bias=True):
         if bias:
             plan.append(_l("conv2d_backward_bias_kernel1", (_cdiv(K, bs),), (bs,), tile=f"{bs} threads"))
         return plan
+    if version == 3:
+        splits, splits_b = weight_splits(dims)
+        plan = [_l("conv2d_backward_weight_kernel3", (_cdiv(C * R * S, V3_BN), _cdiv(K, V3_BM), splits),
+                   (V3_THREADS,), tile=f"64x64, 4x4 per thread, {splits} slices"),
+                _l("conv2d_backward_reduce_kernel3", (_cdiv(K * C * R * S, 256),), (256,), tile="256 threads")]
+        if bias:
+            plan += [_l("conv2d_backward_bias_kernel3", (K, splits_b), (BIAS_THREADS,),
+                        tile=f"{BIAS_THREADS} threads, {splits_b} slices"),
+                     _l("conv2d_backward_reduce_kernel3", (_cdiv(K, 256),), (256,), tile="256 threads")]
+        return plan
     plan = [_l("conv2d_backward_weight_kernel2", (_cdiv(C * R * S, CONV_TILE), _cdiv(K, CONV_TILE)),
                (CONV_TILE, CONV_TILE), tile="16x16")]
     if bias:
         plan.append(_l("conv2d_backward_bias_kernel2", (K,), (BIAS_THREADS,), tile=f"{BIAS_THREADS} threads"))
     return plan
+
+
+TARGET_BLOCKS = 264                          # two blocks per SM of an H100 (132 SMs)
+
+
+def weight_splits(dims) -> tuple[int, int]:
+    """Version 3's number of slices of the N*P*Q pixels for dW and for db (split-K): enough blocks to
+    fill the GPU, each slice at least 256 pixels long (1024 for db)."""
+    N, C, H, W, K, R, S, P, Q = dims
+    npq = N * P * Q
+    tiles = _cdiv(C * R * S, V3_BN) * _cdiv(K, V3_BM)
+    splits = max(1, min(_cdiv(TARGET_BLOCKS, tiles), _cdiv(npq, 256)))
+    splits_b = max(1, min(_cdiv(TARGET_BLOCKS, max(K, 1)), _cdiv(npq, 1024)))
+    return splits, splits_b
 
 
 def attention_tile(L: int, D: int, floats_per_tile, largest: int = 64) -> int:
@@ -218,7 +242,20 @@ def launch_conv2d_backward_weight(mod, version, x, dy, dw, db, stride, pad, bloc
     K, _, R, S = dw.shape
     P, Q = dy.shape[2], dy.shape[3]
     p = conv2d_backward_weight_plan(version, (N, C, H, W, K, R, S, P, Q), block_size, bias=db is not None)
-    args = [(x, dy, dw) + _i32(N, C, H, W, K, R, S, P, Q, stride, pad)]
+    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
+    if version == 3:                     # split-K: partial sums in workspaces, then reduced
+        check_plan(p)
+        splits = p[0].grid[2]
+        new = type(dw)                   # numpy.ndarray or cupy.ndarray: both take (shape, dtype)
+        partial = new((splits, K * C * R * S), dtype=np.float32)
+        args = [(x, dy, partial) + dims, (partial, dw) + _i32(splits, K * C * R * S)]
+        if db is not None:
+            splits_b = p[2].grid[1]
+            partial_b = new((splits_b, K), dtype=np.float32)
+            args += [(dy, partial_b) + _i32(N, K, P, Q), (partial_b, db) + _i32(splits_b, K)]
+        _run(mod, p, args)
+        return
+    args = [(x, dy, dw) + dims]
     if db is not None:
         args.append((dy, db) + _i32(N, K, P, Q))
     _run(mod, p, args)

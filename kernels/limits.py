@@ -32,8 +32,9 @@ REGISTER_GRANULE = 256                # registers are given to a warp in units o
 REGISTERS = {
     "conv2d_forward_kernel1": 32, "conv2d_forward_kernel2": 32, "conv2d_forward_kernel3": 63,
     "conv2d_backward_data_kernel1": 30, "conv2d_backward_data_kernel2": 32, "conv2d_backward_data_kernel3": 62,
-    "conv2d_backward_weight_kernel1": 32, "conv2d_backward_weight_kernel2": 32,
-    "conv2d_backward_bias_kernel1": 31, "conv2d_backward_bias_kernel2": 18,
+    "conv2d_backward_weight_kernel1": 32, "conv2d_backward_weight_kernel2": 32, "conv2d_backward_weight_kernel3": 62,
+    "conv2d_backward_bias_kernel1": 31, "conv2d_backward_bias_kernel2": 18, "conv2d_backward_bias_kernel3": 19,
+    "conv2d_backward_reduce_kernel3": 32,
     "attention_scores_kernel1": 32, "attention_softmax_kernel1": 31, "attention_value_kernel1": 32,
     "attention_forward_kernel2": 40,
     "attention_dv_kernel1": 32, "attention_dp_kernel1": 32, "attention_softmax_backward_kernel1": 32,
@@ -44,8 +45,8 @@ REGISTERS = {
 # ... and static shared memory in bytes (kernels not listed have none).
 STATIC_SHARED = {
     "conv2d_forward_kernel2": 2048, "conv2d_forward_kernel3": 8192, "conv2d_backward_data_kernel2": 2048, "conv2d_backward_data_kernel3": 8192,
-    "conv2d_backward_weight_kernel2": 2048,
-    "conv2d_backward_bias_kernel2": 1024,
+    "conv2d_backward_weight_kernel2": 2048, "conv2d_backward_weight_kernel3": 8192,
+    "conv2d_backward_bias_kernel2": 1024, "conv2d_backward_bias_kernel3": 1024,
 }
 
 

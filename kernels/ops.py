@@ -36,7 +36,8 @@ from kernels.launch import (BIAS_THREADS, CONV_TILE, SHARED_LIMIT, attention_bac
 OPS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
        "attention_forward", "attention_backward")
 VERSIONS = {op: (1, 2) for op in OPS}        # version 1: the direct port; the last: the fastest (by design)
-VERSIONS["conv2d_forward"] = VERSIONS["conv2d_backward_data"] = (1, 2, 3)
+for _op in ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"):
+    VERSIONS[_op] = (1, 2, 3)
 INT32_LIMIT = 2**31
 
 

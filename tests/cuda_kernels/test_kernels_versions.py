@@ -76,3 +76,17 @@ def test_compare_reports_index_and_values():
     got[0, 0] = np.nan
     msgs = harness.compare("y", got, ref, tol=np.full((2, 3), 0.25))
     assert msgs == ["y(0, 0): got nan, expected 0.0 (tolerance 0.25)", "y(1, 2): got 0.5, expected 0.0 (tolerance 0.25)"]
+
+
+def test_weight_gradient_v3_with_several_slices(emulator):
+    """Split-K: at 3 images of 20x20 the pixels are cut into 5 slices for dW and 2 for db (the odd
+    shapes above all have one); run with 3 blocks at a time, as a GPU would."""
+    from kernels import launch
+
+    shape = (3, 2, 20, 20, 3, 3, 1, 1)
+    plan = launch.plan("conv2d_backward_weight", 3, shape)
+    assert plan[0].grid[2] == 5 and plan[2].grid[1] == 2
+    inp = harness.make_inputs("conv2d_backward_weight", shape, np.random.default_rng(11))
+    problems = harness.validate("conv2d_backward_weight", 3,
+                                lambda name: load_module("emulate", name, None, False, 3), inp)
+    assert not problems, "\n".join(problems)
