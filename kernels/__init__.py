@@ -17,7 +17,7 @@ import functools
 from kernels._source import KERNEL_DIR
 from kernels.cuda_backend import cuda_available
 from kernels.emulator import EmulatorError
-from kernels.ops import OPS, VERSIONS, KernelOps
+from kernels.ops import ATTENTION_SAVES, OPS, VERSIONS, KernelOps
 
 __all__ = ["get_ops", "OPS", "VERSIONS", "KERNEL_DIR", "EmulatorError", "KernelOps", "cuda_available",
            "source_path", "load_module", "to_device", "to_host"]
@@ -50,6 +50,10 @@ def _versions(version) -> dict:
     fastest = {op: VERSIONS[op][-1] for op in OPS}
     if version is None:
         return fastest
+    if isinstance(version, int) and not isinstance(version, bool):
+        # an int: that version of every op that has it, the fastest of the others (attention_backward
+        # has no version 3: version 2 reads what attention_forward version 3 saves)
+        version = {op: version for op in OPS if version in VERSIONS[op]} or {"conv2d_forward": version}
     if isinstance(version, dict):
         unknown = set(version) - set(OPS)
         if unknown:
@@ -60,9 +64,11 @@ def _versions(version) -> dict:
     for op, v in chosen.items():
         if isinstance(v, bool) or v not in VERSIONS[op]:
             raise ValueError(f"{op} has versions {VERSIONS[op]}, got version={v!r}")
-    if chosen["attention_forward"] != chosen["attention_backward"]:
-        raise ValueError("attention_forward and attention_backward must use the same version "
-                         "(the backward pass reads what that forward version saved)")
+    saves = ATTENTION_SAVES[chosen["attention_forward"]], ATTENTION_SAVES[chosen["attention_backward"]]
+    if saves[0] != saves[1]:
+        raise ValueError(f"attention_forward version {chosen['attention_forward']} saves {saves[0]} and "
+                         f"attention_backward version {chosen['attention_backward']} reads {saves[1]}: "
+                         "choose versions that agree (1 with 1; 2 or 3 with 2)")
     return chosen
 
 
@@ -73,8 +79,9 @@ def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = Fa
     Args:
         backend: "emulate" (NumPy arrays; the .cu files compiled with g++ and run on the CPU, one OS
             thread per CUDA thread) or "cuda" (CuPy arrays; the .cu files on an NVIDIA GPU).
-        version: None (the fastest version of every kernel), an int (that version of every kernel,
-            e.g. 1 for the direct ports), or a dict {op: version} for some of kernels.OPS.
+        version: None (the fastest version of every kernel), an int (that version of every kernel
+            that has it, e.g. 1 for the direct ports; 3 leaves attention_backward at 2), or a dict
+            {op: version} for some of kernels.OPS.
         reverse_blocks: emulate only; run each grid's blocks last to first.
         concurrent_blocks: emulate only; run this many blocks at the same time (default 1, or
             $DDPM_REF_EMU_CONCURRENT), so that races between blocks can happen (and TSan see them).

@@ -159,6 +159,24 @@ def _dq_floats(T, D):
     return 5 * T * (D + 1)
 
 
+V3_ATTENTION_ROWS, V3_ATTENTION_THREADS, V3_ATTENTION_MAX_D = 32, 128, 128   # must match attention_forward.cu
+
+
+def _forward3_floats(bkv, D):
+    return V3_ATTENTION_ROWS * (D + 1) + 2 * bkv * (D + 1) + V3_ATTENTION_ROWS * (bkv + 1) + 3 * V3_ATTENTION_ROWS
+
+
+def attention_key_tile(L: int, D: int) -> int:
+    """Version 3's key tile: the largest of 32, 16, ... 1 that fits 48 KiB and is not much longer than L."""
+    if D > V3_ATTENTION_MAX_D:
+        raise ValueError(f"attention version 3 holds at most {V3_ATTENTION_MAX_D} features per row in registers "
+                         f"(4 per lane), got D={D}; use version 2")
+    bkv = 32
+    while bkv > 1 and (bkv >= 2 * L or 4 * _forward3_floats(bkv, D) > SHARED_LIMIT):
+        bkv //= 2
+    return bkv
+
+
 def attention_forward_plan(version, B, L, D, block_size=None):
     if version == 1:
         bs = block_size or 256
@@ -166,6 +184,10 @@ def attention_forward_plan(version, B, L, D, block_size=None):
         return [_l("attention_scores_kernel1", (_cdiv(B * L * L, bs),), (bs,), tile=t),
                 _l("attention_softmax_kernel1", (_cdiv(B * L, bs),), (bs,), tile=t),
                 _l("attention_value_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t)]
+    if version == 3:
+        bkv = block_size or attention_key_tile(L, D)
+        return [_l("attention_forward_kernel3", (_cdiv(L, V3_ATTENTION_ROWS), B), (V3_ATTENTION_THREADS,),
+                   4 * _forward3_floats(bkv, D), f"32 queries x {bkv} keys")]
     T = block_size or attention_tile(L, D, _forward_floats)
     return [_l("attention_forward_kernel2", (_cdiv(L, T), B), (T,), 4 * _forward_floats(T, D), f"T={T}")]
 
@@ -274,7 +296,8 @@ def launch_attention_forward(mod, version, q, k, v, o, scale, xp, block_size=Non
                       (probs, v, o) + _i32(B, L, D)])
         return probs
     lse = xp.empty((B, L), dtype=np.float32)
-    _run(mod, p, [(q, k, v, o, lse) + _i32(B, L, D) + (scale,)])
+    extra = _i32(block_size or attention_key_tile(L, D)) if version == 3 else ()
+    _run(mod, p, [(q, k, v, o, lse) + _i32(B, L, D) + (scale,) + extra])
     return lse
 
 

@@ -36,8 +36,10 @@ from kernels.launch import (BIAS_THREADS, CONV_TILE, SHARED_LIMIT, attention_bac
 OPS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
        "attention_forward", "attention_backward")
 VERSIONS = {op: (1, 2) for op in OPS}        # version 1: the direct port; the last: the fastest (by design)
-for _op in ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight"):
+for _op in ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "attention_forward"):
     VERSIONS[_op] = (1, 2, 3)
+# What each attention_forward version saves for the backward pass: the two must agree.
+ATTENTION_SAVES = {1: "P", 2: "logsumexp", 3: "logsumexp"}
 INT32_LIMIT = 2**31
 
 
@@ -152,7 +154,8 @@ class KernelOps:
         o = self._empty(q.shape)
         version = self.versions["attention_forward"]
         # the backward pass's launches too, so that a shape it cannot run fails here, not after the forward
-        check_plan(attention_forward_plan(version, B, L, D) + attention_backward_plan(version, B, L, D))
+        check_plan(attention_forward_plan(version, B, L, D)
+                   + attention_backward_plan(self.versions["attention_backward"], B, L, D))
         saved = launch_attention_forward(self._modules("attention_forward"), version, q, k, v, o, scale, self._xp)
         cache = {"op": "attention_kernels", "ops": self, "version": version, "q": q, "k": k, "v": v, "o": o,
                  "saved": saved, "scale": scale}
@@ -166,6 +169,7 @@ class KernelOps:
         if do.shape != q.shape:
             raise ValueError(f"do must have the output's shape {tuple(q.shape)}, got {tuple(do.shape)}")
         dq, dk, dv = self._empty(q.shape), self._empty(q.shape), self._empty(q.shape)
-        launch_attention_backward(self._modules("attention_backward"), cache["version"], cache["saved"],
+        launch_attention_backward(self._modules("attention_backward"), self.versions["attention_backward"],
+                                  cache["saved"],
                                   q, cache["k"], cache["v"], cache["o"], do, dq, dk, dv, cache["scale"], self._xp)
         return dq, dk, dv

@@ -17,7 +17,7 @@ def close(got, ref, atol=ATOL, rtol=RTOL):
     np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(ref), atol=atol, rtol=rtol)
 
 
-@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
 def ops(request, emulator):
     return kernels.get_ops("emulate", version=request.param)
 
@@ -78,8 +78,10 @@ def test_empty_batch(ops, rng):
 
 def test_default_is_the_fastest_version(emulator):
     assert kernels.get_ops("emulate").versions == {op: kernels.VERSIONS[op][-1] for op in kernels.OPS}
+    v3 = kernels.get_ops("emulate", version=3).versions
+    assert v3["attention_forward"] == 3 and v3["attention_backward"] == 2 and v3["conv2d_forward"] == 3
     mixed = kernels.get_ops("emulate", version={"conv2d_forward": 1})
-    assert mixed.versions["conv2d_forward"] == 1 and mixed.versions["conv2d_backward_data"] == 2
+    assert mixed.versions["conv2d_forward"] == 1 and mixed.versions["conv2d_backward_data"] == 3
 
 
 # --------------------------------------------------------------------------- bad input
@@ -91,8 +93,10 @@ def test_bad_arguments_to_get_ops():
         kernels.get_ops("emulate", version=7)
     with pytest.raises(ValueError, match="unknown ops"):
         kernels.get_ops("emulate", version={"conv3d_forward": 1})
-    with pytest.raises(ValueError, match="same version"):
+    with pytest.raises(ValueError, match="choose versions that agree"):
         kernels.get_ops("emulate", version={"attention_forward": 1, "attention_backward": 2})
+    with pytest.raises(ValueError, match="choose versions that agree"):
+        kernels.get_ops("emulate", version={"attention_forward": 3, "attention_backward": 1})
 
 
 @pytest.mark.parametrize("call, match", [
