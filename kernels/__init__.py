@@ -51,8 +51,7 @@ def _versions(version) -> dict:
     if version is None:
         return fastest
     if isinstance(version, int) and not isinstance(version, bool):
-        # an int: that version of every op that has it, the fastest of the others (attention_backward
-        # has no version 3: version 2 reads what attention_forward version 3 saves)
+        # an int: that version of every op that has it, the fastest of the others
         version = {op: version for op in OPS if version in VERSIONS[op]} or {"conv2d_forward": version}
     if isinstance(version, dict):
         unknown = set(version) - set(OPS)
@@ -80,8 +79,8 @@ def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = Fa
         backend: "emulate" (NumPy arrays; the .cu files compiled with g++ and run on the CPU, one OS
             thread per CUDA thread) or "cuda" (CuPy arrays; the .cu files on an NVIDIA GPU).
         version: None (the fastest version of every kernel), an int (that version of every kernel
-            that has it, e.g. 1 for the direct ports; 3 leaves attention_backward at 2), or a dict
-            {op: version} for some of kernels.OPS.
+            that has it, e.g. 1 for the direct ports), or a dict {op: version} for some of
+            kernels.OPS (attention_forward 2 or 3 goes with attention_backward 2 or 3).
         reverse_blocks: emulate only; run each grid's blocks last to first.
         concurrent_blocks: emulate only; run this many blocks at the same time (default 1, or
             $DDPM_REF_EMU_CONCURRENT), so that races between blocks can happen (and TSan see them).

@@ -56,8 +56,8 @@ def candidate_block_sizes(op: str, version: int):
     """Every block size a version supports (None: the one the ops choose), fitting or not."""
     if version == 2 and kind(op) == "attention":
         return (None,) + ATTENTION_TILES
-    if version == 3 and op == "attention_forward":
-        return (None, 32, 16, 8, 1)                         # the key tile of version 3
+    if version == 3 and kind(op) == "attention":
+        return (None, 32, 16, 8, 1)                         # the key (query) tile of version 3
     return BLOCK_SIZES.get(version, (None,))
 
 

@@ -168,13 +168,25 @@ def _forward3_floats(bkv, D):
 
 def attention_key_tile(L: int, D: int) -> int:
     """Version 3's key tile: the largest of 32, 16, ... 1 that fits 48 KiB and is not much longer than L."""
+    return _v3_tile(L, D, _forward3_floats)
+
+
+def _dkdv3_floats(bq, D):
+    return 2 * V3_ATTENTION_ROWS * (D + 1) + 2 * bq * (D + 1) + 2 * bq + 2 * V3_ATTENTION_ROWS * (bq + 1)
+
+
+def _dq3_floats(bkv, D):
+    return 2 * V3_ATTENTION_ROWS * (D + 1) + 2 * bkv * (D + 1) + 2 * V3_ATTENTION_ROWS + V3_ATTENTION_ROWS * (bkv + 1)
+
+
+def _v3_tile(L, D, floats):
     if D > V3_ATTENTION_MAX_D:
         raise ValueError(f"attention version 3 holds at most {V3_ATTENTION_MAX_D} features per row in registers "
                          f"(4 per lane), got D={D}; use version 2")
-    bkv = 32
-    while bkv > 1 and (bkv >= 2 * L or 4 * _forward3_floats(bkv, D) > SHARED_LIMIT):
-        bkv //= 2
-    return bkv
+    tile = 32
+    while tile > 1 and (tile >= 2 * L or 4 * floats(tile, D) > SHARED_LIMIT):
+        tile //= 2
+    return tile
 
 
 def attention_forward_plan(version, B, L, D, block_size=None):
@@ -201,6 +213,15 @@ def attention_backward_plan(version, B, L, D, block_size=None):
                 _l("attention_softmax_backward_kernel1", (_cdiv(B * L, bs),), (bs,), tile=t),
                 _l("attention_dq_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t),
                 _l("attention_dk_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t)]
+    if version == 3:
+        bq = block_size or _v3_tile(L, D, _dkdv3_floats)
+        bkv = block_size or _v3_tile(L, D, _dq3_floats)
+        g = (_cdiv(L, V3_ATTENTION_ROWS), B)
+        return [_l("attention_backward_preprocess_kernel2", (_cdiv(B * L, 256),), (256,), tile="256 threads"),
+                _l("attention_backward_dkdv_kernel3", g, (V3_ATTENTION_THREADS,), 4 * _dkdv3_floats(bq, D),
+                   f"32 keys x {bq} queries"),
+                _l("attention_backward_dq_kernel3", g, (V3_ATTENTION_THREADS,), 4 * _dq3_floats(bkv, D),
+                   f"32 queries x {bkv} keys")]
     T1 = block_size or attention_tile(L, D, _dkdv_floats)
     T2 = block_size or attention_tile(L, D, _dq_floats)
     return [_l("attention_backward_preprocess_kernel2", (_cdiv(B * L, 256),), (256,), tile="256 threads"),
@@ -318,5 +339,9 @@ def launch_attention_backward(mod, version, saved, q, k, v, o, dout, dq, dk, dv,
     lse = saved
     delta = xp.empty((B, L), dtype=np.float32)
     tail = _i32(B, L, D) + (scale,)
-    _run(mod, p, [(o, dout, delta) + _i32(B, L, D), (q, k, v, dout, lse, delta, dk, dv) + tail,
-                  (q, k, v, dout, lse, delta, dq) + tail])
+    tail1 = tail2 = tail
+    if version == 3:
+        tail1 = tail + _i32(block_size or _v3_tile(L, D, _dkdv3_floats))
+        tail2 = tail + _i32(block_size or _v3_tile(L, D, _dq3_floats))
+    _run(mod, p, [(o, dout, delta) + _i32(B, L, D), (q, k, v, dout, lse, delta, dk, dv) + tail1,
+                  (q, k, v, dout, lse, delta, dq) + tail2])

@@ -40,7 +40,7 @@ REGISTERS = {
     "attention_dv_kernel1": 32, "attention_dp_kernel1": 32, "attention_softmax_backward_kernel1": 32,
     "attention_dq_kernel1": 32, "attention_dk_kernel1": 32,
     "attention_backward_preprocess_kernel2": 32, "attention_backward_dkdv_kernel2": 32,
-    "attention_backward_dq_kernel2": 38,
+    "attention_backward_dq_kernel2": 38, "attention_backward_dkdv_kernel3": 96, "attention_backward_dq_kernel3": 72,
 }
 # ... and static shared memory in bytes (kernels not listed have none).
 STATIC_SHARED = {
