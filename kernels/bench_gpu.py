@@ -33,6 +33,17 @@ CONV_SHAPES = [(128, 32, 8, 8, 32, 3, 1, 1), (128, 64, 4, 4, 64, 3, 1, 1), (64, 
 ATTENTION_SHAPES = [(128, 16, 64), (32, 256, 64), (8, 1024, 64)]
 
 
+# The roofline estimates of each .cu file's header: expected speed-up of version 3 over version 2 on an
+# H100. ESTIMATES, printed beside the measured times until a GPU replaces them.
+ESTIMATED_GAIN = {
+    ("conv2d_forward", 3): "~3x v2 (estimate)",
+    ("conv2d_backward_data", 3): "~3x v2 (estimate)",
+    ("conv2d_backward_weight", 3): "~10-20x v2 (estimate)",
+    ("attention_forward", 3): "~5-10x v2 at L >= 256 (estimate)",
+    ("attention_backward", 3): "~5-10x v2 at L >= 256 (estimate)",
+}
+
+
 def gpu_time(fn, repeats: int) -> float:
     """Milliseconds per call of fn, by CUDA events, after one warm-up call."""
     import cupy
@@ -169,11 +180,13 @@ def render(kernel_rows_, unet_rows_, device, versions_line) -> str:
     lines = [BEGIN, "", f"Measured on **{device}**, {datetime.date.today().isoformat()} ({versions_line}), "
              "by `python -m kernels.bench_gpu`. Milliseconds per call (lower is better); float32; "
              "PyTorch with TF32 off.", "",
-             "| op | version | shape | ours (ms) | PyTorch/cuDNN (ms) | ours / PyTorch | note |",
-             "| --- | --- | --- | ---: | ---: | ---: | --- |"]
+             "| op | version | shape | ours (ms) | PyTorch/cuDNN (ms) | ours / PyTorch | model (header) | note |",
+             "| --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
     for op, version, shape, ms, ref, note in kernel_rows_:
         ratio = f"{ms / ref:.1f}x" if isinstance(ms, float) and isinstance(ref, float) and ref > 0 else "—"
-        lines.append(f"| {op} | {version} | {'x'.join(map(str, shape))} | {_fmt(ms)} | {_fmt(ref)} | {ratio} | {note} |")
+        model = ESTIMATED_GAIN.get((op, version), "")
+        lines.append(f"| {op} | {version} | {'x'.join(map(str, shape))} | {_fmt(ms)} | {_fmt(ref)} | {ratio} | "
+                     f"{model} | {note} |")
     lines += ["", "| training step | batch | ms |", "| --- | ---: | ---: |"]
     lines += [f"| {what} | {batch} | {_fmt(ms)} |" for what, batch, ms in unet_rows_]
     lines += ["", END]
