@@ -38,6 +38,10 @@ def main(argv=None) -> int:
                         help="N C H W K R stride pad for the convolutions, B L D for attention")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--reverse-blocks", action="store_true", help="emulate: run blocks last to first")
+    parser.add_argument("--concurrent", type=int, default=None, metavar="N",
+                        help="emulate: run N blocks at the same time (races between blocks become real)")
+    parser.add_argument("--numerics", choices=("exact", "gpu"), default=None,
+                        help="emulate: 'gpu' = FMA contraction and flush-to-zero, as CuPy's NVRTC build")
     args = parser.parse_args(argv)
     if args.op == "list":
         for op in OPS:
@@ -56,7 +60,7 @@ def main(argv=None) -> int:
 
     def modules(op):
         if args.backend == "emulate":
-            return load_module("emulate", op, "default", args.reverse_blocks)
+            return load_module("emulate", op, "default", args.reverse_blocks, args.concurrent, args.numerics)
         return load_module("cuda", op)
 
     inp = harness.make_inputs(args.op, shape, np.random.default_rng(0))

@@ -216,3 +216,16 @@ def test_cuda_backend_glue_with_a_stand_in_for_cupy(emulator, monkeypatch, rng):
                 (1,), (32,), (x, w, b, y) + (1,) * 11)
     finally:
         kernels.load_module.cache_clear()
+
+
+def test_cli_validates_then_times_with_emulator_options(emulator, capsys):
+    """python -m kernels OP VERSION: every fitting block size validated, then timed; exit 0."""
+    from kernels.__main__ import main
+
+    assert main(["conv2d_backward_weight", "3", "--shape", "2", "3", "9", "7", "5", "3", "2", "1",
+                 "--concurrent", "3", "--numerics", "exact", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "block size default: ok" in out and "All results match. Timing" in out
+    assert main(["attention_backward", "2", "--shape", "1", "40", "64", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "block size 32: skipped, it does not fit at this shape: attention_backward_dkdv_kernel2" in out
