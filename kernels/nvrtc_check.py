@@ -18,6 +18,7 @@ bindings call it. (CuPy's high-level compile asks the driver for the GPU, so it 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ def parse_ptxas(log: str) -> dict[str, KernelReport]:
     return reports
 
 
+@functools.lru_cache(maxsize=None)
 def check_file(filename: str, arch: str) -> dict[str, KernelReport]:
-    """Compile one kernels/*.cu file for one architecture; every kernel of it must be in the report."""
+    """Compile one kernels/*.cu file for one architecture; every kernel of it must be in the report.
+    (Cached per process: the tests ask for each file twice; do not change the returned reports.)"""
     src = (KERNEL_DIR / filename).read_text()
     reports = parse_ptxas(compile_source(src, filename, arch))
     missing = set(kernel_signatures(src)) - set(reports)
