@@ -17,7 +17,7 @@ import functools
 from kernels._source import KERNEL_DIR
 from kernels.cuda_backend import cuda_available
 from kernels.emulator import EmulatorError
-from kernels.ops import OPS, VERSIONS, KernelOps
+from kernels.ops import ATTENTION_SAVES, OPS, VERSIONS, KernelOps
 
 __all__ = ["get_ops", "OPS", "VERSIONS", "KERNEL_DIR", "EmulatorError", "KernelOps", "cuda_available",
            "source_path", "load_module", "to_device", "to_host"]
@@ -33,12 +33,14 @@ def source_path(op: str):
 
 
 @functools.lru_cache(maxsize=None)
-def load_module(backend: str, op: str, sanitize="default", reverse_blocks: bool = False):
+def load_module(backend: str, op: str, sanitize="default", reverse_blocks: bool = False,
+                concurrent_blocks=None, numerics=None):
     """The compiled module of one .cu file (cached): EmulatedModule (emulate) or CudaModule (cuda)."""
     if backend == "emulate":
         from kernels.emulator import EmulatedModule
 
-        return EmulatedModule(source_path(op), sanitize=sanitize, reverse_blocks=reverse_blocks)
+        return EmulatedModule(source_path(op), sanitize=sanitize, reverse_blocks=reverse_blocks,
+                              concurrent_blocks=concurrent_blocks, numerics=numerics)
     from kernels.cuda_backend import CudaModule
 
     return CudaModule(source_path(op))
@@ -48,6 +50,9 @@ def _versions(version) -> dict:
     fastest = {op: VERSIONS[op][-1] for op in OPS}
     if version is None:
         return fastest
+    if isinstance(version, int) and not isinstance(version, bool):
+        # an int: that version of every op that has it, the fastest of the others
+        version = {op: version for op in OPS if version in VERSIONS[op]} or {"conv2d_forward": version}
     if isinstance(version, dict):
         unknown = set(version) - set(OPS)
         if unknown:
@@ -58,21 +63,29 @@ def _versions(version) -> dict:
     for op, v in chosen.items():
         if isinstance(v, bool) or v not in VERSIONS[op]:
             raise ValueError(f"{op} has versions {VERSIONS[op]}, got version={v!r}")
-    if chosen["attention_forward"] != chosen["attention_backward"]:
-        raise ValueError("attention_forward and attention_backward must use the same version "
-                         "(the backward pass reads what that forward version saved)")
+    saves = ATTENTION_SAVES[chosen["attention_forward"]], ATTENTION_SAVES[chosen["attention_backward"]]
+    if saves[0] != saves[1]:
+        raise ValueError(f"attention_forward version {chosen['attention_forward']} saves {saves[0]} and "
+                         f"attention_backward version {chosen['attention_backward']} reads {saves[1]}: "
+                         "choose versions that agree (1 with 1; 2 or 3 with 2)")
     return chosen
 
 
-def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = False, sanitize="default"):
+def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = False, sanitize="default",
+            concurrent_blocks=None, numerics=None):
     """An ops object (conv2d_forward/backward, attention_forward/backward with ddpm_ref.nn's signatures).
 
     Args:
         backend: "emulate" (NumPy arrays; the .cu files compiled with g++ and run on the CPU, one OS
             thread per CUDA thread) or "cuda" (CuPy arrays; the .cu files on an NVIDIA GPU).
-        version: None (the fastest version of every kernel), an int (that version of every kernel,
-            e.g. 1 for the direct ports), or a dict {op: version} for some of kernels.OPS.
+        version: None (the fastest version of every kernel), an int (that version of every kernel
+            that has it, e.g. 1 for the direct ports), or a dict {op: version} for some of
+            kernels.OPS (attention_forward 2 or 3 goes with attention_backward 2 or 3).
         reverse_blocks: emulate only; run each grid's blocks last to first.
+        concurrent_blocks: emulate only; run this many blocks at the same time (default 1, or
+            $DDPM_REF_EMU_CONCURRENT), so that races between blocks can happen (and TSan see them).
+        numerics: emulate only; "exact" (IEEE, default, or $DDPM_REF_EMU_NUMERICS) or "gpu" (FMA
+            contraction and flush-to-zero, as CuPy's NVRTC build).
         sanitize: emulate only; None, "address" (ASan + UBSan) or "thread" (TSan); the default
             reads $DDPM_REF_EMU_SANITIZE (see kernels/emulator.py for how to run a sanitizer build).
 
@@ -87,10 +100,12 @@ def get_ops(backend: str = "emulate", version=None, *, reverse_blocks: bool = Fa
         from kernels.emulator import find_compiler
 
         find_compiler()              # fail now, with how to install one, rather than at the first layer
-        return KernelOps("emulate", versions, lambda op: load_module("emulate", op, sanitize, bool(reverse_blocks)),
+        return KernelOps("emulate", versions, lambda op: load_module("emulate", op, sanitize, bool(reverse_blocks),
+                                                                    concurrent_blocks, numerics),
                          np, np.ndarray, "NumPy")
-    if reverse_blocks or sanitize != "default":
-        raise ValueError("reverse_blocks and sanitize are options of the 'emulate' backend only")
+    if reverse_blocks or sanitize != "default" or concurrent_blocks is not None or numerics is not None:
+        raise ValueError("reverse_blocks, sanitize, concurrent_blocks and numerics are options of the "
+                         "'emulate' backend only")
     from kernels.cuda_backend import import_cupy
 
     cupy = import_cupy()

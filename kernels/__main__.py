@@ -5,8 +5,10 @@
     python -m kernels list                                # the ops and their versions
 
 As in llm.c's dev/cuda files: the version is first checked against the NumPy reference at each
-block size it supports (stopping at the first few mismatches, with the index and both values);
-only then is it timed (warm-up, then the mean of --repeats runs). Emulator times are CPU times of
+block size it supports that fits CUDA's limits at the shape (the others are listed as skipped),
+stopping at the first few mismatches with the index, both values and the tolerance; only then is
+it timed (warm-up, then the mean of --repeats runs of the op's kernels alone: inputs, outputs and
+the forward pass of a backward op are made once, outside the timing). Emulator times are CPU times of
 the emulation and say nothing about GPU speed.
 """
 
@@ -36,6 +38,10 @@ def main(argv=None) -> int:
                         help="N C H W K R stride pad for the convolutions, B L D for attention")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--reverse-blocks", action="store_true", help="emulate: run blocks last to first")
+    parser.add_argument("--concurrent", type=int, default=None, metavar="N",
+                        help="emulate: run N blocks at the same time (races between blocks become real)")
+    parser.add_argument("--numerics", choices=("exact", "gpu"), default=None,
+                        help="emulate: 'gpu' = FMA contraction and flush-to-zero, as CuPy's NVRTC build")
     args = parser.parse_args(argv)
     if args.op == "list":
         for op in OPS:
@@ -54,23 +60,30 @@ def main(argv=None) -> int:
 
     def modules(op):
         if args.backend == "emulate":
-            return load_module("emulate", op, "default", args.reverse_blocks)
+            return load_module("emulate", op, "default", args.reverse_blocks, args.concurrent, args.numerics)
         return load_module("cuda", op)
 
     inp = harness.make_inputs(args.op, shape, np.random.default_rng(0))
     print(f"{args.op} version {args.version}, backend {args.backend}, shape {shape}")
-    for bs in harness.block_sizes(args.op, args.version):
+    for bs, why in harness.skipped_block_sizes(args.op, args.version, shape):
+        print(f"block size {bs}: skipped, it does not fit at this shape: {why}")
+    sizes = harness.block_sizes(args.op, args.version, shape)
+    if not sizes:
+        print("no block size of this version fits at this shape")
+        return 1
+    for bs in sizes:
         problems = harness.validate(args.op, args.version, modules, inp, xp, bs)
         label = "default" if bs is None else bs
         if problems:
             print(f"block size {label}: MISMATCH\n  " + "\n  ".join(problems))
             return 1
         print(f"block size {label}: ok")
-    print("All results match. Timing.")
+    print("All results match. Timing (the kernels of this op only: inputs, outputs and, for a backward "
+          "pass, the forward pass are made once, outside the timed calls).")
     repeats = args.repeats or (20 if args.backend == "cuda" else 2)
-    dinp = {k: xp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inp.items()}   # copied once
-    for bs in harness.block_sizes(args.op, args.version):
-        ms = _time(lambda: harness.run(args.op, args.version, modules, dinp, xp, bs), repeats, args.backend)
+    for bs in sizes:
+        call, _ = harness.prepare(args.op, args.version, modules, inp, xp, bs)
+        ms = _time(call, repeats, args.backend)
         print(f"block size {'default' if bs is None else bs:>7}: {ms:10.3f} ms")
     return 0
 

@@ -79,16 +79,18 @@ def rewrite_shared(src: str) -> str:
     """The emulator's rewrite of shared-memory declarations, each on its own line (see cuda_emulation.h).
 
     ``extern __shared__ T name[];``  ->  ``T* name = reinterpret_cast<T*>(::emu::dynamic_shared());``
-    ``__shared__ T name[A][B];``     ->  ``static T name[A][B]; static ::emu::SharedArray name__emu(...);``
+    ``__shared__ T name[A][B];``     ->  ``using name__t = T[A][B]; static ::emu::SharedDecl name__emu(...);
+                                         name__t& name = *reinterpret_cast<name__t*>(name__emu.get("name"));``
+    (a reference into the running block's own shared-memory buffer: blocks may run concurrently)
     """
     src = _EXTERN_SHARED.sub(lambda m: f"{m.group(1)}* {m.group(2)} = "
                              f"reinterpret_cast<{m.group(1)}*>(::emu::dynamic_shared());", src)
 
     def static(m):
-        align = f"alignas({m.group(1)}) " if m.group(1) else ""
         t, name, dims = m.group(2), m.group(3), m.group(4).strip()
-        return (f"{align}static {t} {name}{dims}; "
-                f"static ::emu::SharedArray {name}__emu(&{name}, sizeof({name}));")
+        align = m.group(1) or f"alignof({name}__t)"
+        return (f"using {name}__t = {t}{dims}; static ::emu::SharedDecl {name}__emu(sizeof({name}__t), {align}); "
+                f"{name}__t& {name} = *reinterpret_cast<{name}__t*>({name}__emu.get(\"{name}\"));")
     src = _SHARED.sub(static, src)
     leftover = [i + 1 for i, line in enumerate(src.splitlines()) if "__shared__" in line]
     if leftover:

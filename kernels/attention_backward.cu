@@ -33,6 +33,21 @@ Both recompute the scores (the forward pass computed them once, the backward twi
 are traded for memory, the choice FlashAttention makes because memory traffic is what is slow.
 Shared memory (dynamic): 6*T*(D+1) + 2*T floats for dkdv, 5*T*(D+1) for dq.
 
+version 3 is version 2 with blocks of 4 warps (128 threads), as attention_forward.cu version 3.
+The same preprocess kernel computes delta; then
+  * attention_backward_dkdv_kernel3: a block owns 32 key rows (8 per warp) and walks over tiles
+    of bq queries. Per tile, (A) the warp's lanes compute P_ij and dS_ij for its 8 keys x bq
+    queries (lane -> (key, query) pairs) into shared memory, then (B) lane d adds P_ij do_i[d]
+    into dv_j[d] and dS_ij q_i[d] into dk_j[d], in registers (d = lane, lane + 32, ...; D <= 128).
+  * attention_backward_dq_kernel3: a block owns 32 query rows and walks over tiles of bkv keys:
+    (A) dS_ij for its 8 queries x bkv keys, (B) lane d adds dS_ij k_j[d] into dq_i[d].
+Tile lengths (bq, bkv) are the largest of 32, 16, 8, ... that fit 48 KiB (kernels/launch.py).
+  Expected gain (an ESTIMATE, not measured: no GPU has been lent). Version 2's dkdv runs T = 8
+threads per block at D = 64 (6*T*(D+1) floats must fit 48 KiB with T <= 16, and T = 32 does
+not), one thread per key row doing serial dot products: a few percent of the SM in use.
+Version 3 puts 128 threads on 32 rows and all 32 lanes on the dot products and the updates: about
+5-10x faster at L >= 256, and the same for dq.
+
 GPU timings: not measured yet (kernels/RESULTS.md says how to measure them).
 */
 
@@ -242,4 +257,198 @@ extern "C" __global__ void attention_backward_dq_kernel2(const float* __restrict
     }
     __syncthreads();
     store_rows(dq, dq_s, b, i0, L, D, T);
+}
+
+// ----------------------------------------------------------------------------
+// version 3: blocks of 4 warps, 8 rows per warp, lanes over (row, column) pairs, then over features
+
+#define V3_WARPS 4
+#define V3_ROWS 8                              // rows per warp
+#define V3_BR (V3_WARPS * V3_ROWS)             // rows per block: 32
+#define V3_MAXDD 4                             // features per lane: D <= 128
+
+// Launch with block (128), grid (ceil(L / 32), B), shared_mem
+// (2*32*(D+1) + 2*bq*(D+1) + 2*bq + 2*32*(bq+1)) * 4 bytes; bq in 1..32 is the query tile.
+extern "C" __global__ __launch_bounds__(128) void attention_backward_dkdv_kernel3(
+        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+        const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta,
+        float* __restrict__ dk, float* __restrict__ dv, int B, int L, int D, float scale, int bq) {
+    extern __shared__ float smem[];
+    const int Dp = D + 1;
+    float* k_s = smem;                         // [32][Dp] the block's key rows
+    float* v_s = k_s + V3_BR * Dp;             // [32][Dp] ... and value rows
+    float* q_s = v_s + V3_BR * Dp;             // [bq][Dp] the current query tile
+    float* do_s = q_s + bq * Dp;               // [bq][Dp] ... and its output gradients
+    float* lse_s = do_s + bq * Dp;             // [bq]
+    float* delta_s = lse_s + bq;               // [bq]
+    float* p_s = delta_s + bq;                 // [32][bq + 1] P_ij of each key row j, query i
+    float* ds_s = p_s + V3_BR * (bq + 1);      // [32][bq + 1] dS_ij
+    const int b = blockIdx.y;
+    const int t = threadIdx.x;
+    const int warp = t / 32, lane = t % 32;
+    const int j0 = blockIdx.x * V3_BR;
+    const int row0 = warp * V3_ROWS;
+
+    for (int idx = t; idx < V3_BR * D; idx += blockDim.x) {
+        int r = idx / D, d = idx % D;
+        bool valid = j0 + r < L;
+        k_s[r * Dp + d] = valid ? k[(b * L + j0 + r) * D + d] : 0.0f;
+        v_s[r * Dp + d] = valid ? v[(b * L + j0 + r) * D + d] : 0.0f;
+    }
+    float dk_acc[V3_ROWS][V3_MAXDD], dv_acc[V3_ROWS][V3_MAXDD];
+#pragma unroll
+    for (int rr = 0; rr < V3_ROWS; rr++) {
+#pragma unroll
+        for (int dd = 0; dd < V3_MAXDD; dd++) { dk_acc[rr][dd] = 0.0f; dv_acc[rr][dd] = 0.0f; }
+    }
+    for (int i0 = 0; i0 < L; i0 += bq) {
+        __syncthreads();                       // everyone is done with the previous query tile
+        for (int idx = t; idx < bq * D; idx += blockDim.x) {
+            int r = idx / D, d = idx % D;
+            bool valid = i0 + r < L;
+            q_s[r * Dp + d] = valid ? q[(b * L + i0 + r) * D + d] : 0.0f;
+            do_s[r * Dp + d] = valid ? dout[(b * L + i0 + r) * D + d] : 0.0f;
+        }
+        for (int r = t; r < bq; r += blockDim.x) {
+            lse_s[r] = (i0 + r < L) ? lse[b * L + i0 + r] : 0.0f;
+            delta_s[r] = (i0 + r < L) ? delta[b * L + i0 + r] : 0.0f;
+        }
+        __syncthreads();                       // the tile is loaded
+        const int nq = min(bq, L - i0);
+        // A. P_ij and dS_ij for the warp's 8 key rows x the tile's queries
+        for (int idx = lane; idx < V3_ROWS * bq; idx += 32) {
+            int rr = idx / bq, ii = idx % bq;
+            const float* kj = k_s + (row0 + rr) * Dp;
+            const float* vj = v_s + (row0 + rr) * Dp;
+            float s = 0.0f, dp = 0.0f;
+            for (int d = 0; d < D; d++) {
+                s += q_s[ii * Dp + d] * kj[d];
+                dp += do_s[ii * Dp + d] * vj[d];
+            }
+            float p = ii < nq ? expf(scale * s - lse_s[ii]) : 0.0f;     // P_ij, recomputed
+            p_s[(row0 + rr) * (bq + 1) + ii] = p;
+            ds_s[(row0 + rr) * (bq + 1) + ii] = p * (dp - delta_s[ii]) * scale;
+        }
+        __syncwarp();
+        // B. dv_j += P_ij do_i, dk_j += dS_ij q_i; lane owns features lane, lane + 32, ...
+#pragma unroll
+        for (int rr = 0; rr < V3_ROWS; rr++) {
+            const float* prow = p_s + (row0 + rr) * (bq + 1);
+            const float* dsrow = ds_s + (row0 + rr) * (bq + 1);
+            for (int ii = 0; ii < nq; ii++) {
+                const float p = prow[ii], ds = dsrow[ii];
+#pragma unroll
+                for (int dd = 0; dd < V3_MAXDD; dd++) {
+                    int d = lane + 32 * dd;
+                    if (d < D) {
+                        dv_acc[rr][dd] += p * do_s[ii * Dp + d];
+                        dk_acc[rr][dd] += ds * q_s[ii * Dp + d];
+                    }
+                }
+            }
+        }
+        __syncwarp();                          // (the next tile's step A overwrites p_s, ds_s)
+    }
+#pragma unroll
+    for (int rr = 0; rr < V3_ROWS; rr++) {
+        const int j = j0 + row0 + rr;
+        if (j >= L) { continue; }
+#pragma unroll
+        for (int dd = 0; dd < V3_MAXDD; dd++) {
+            int d = lane + 32 * dd;
+            if (d < D) {
+                dk[(b * L + j) * D + d] = dk_acc[rr][dd];
+                dv[(b * L + j) * D + d] = dv_acc[rr][dd];
+            }
+        }
+    }
+}
+
+// Launch with block (128), grid (ceil(L / 32), B), shared_mem
+// (2*32*(D+1) + 2*bkv*(D+1) + 2*32 + 32*(bkv+1)) * 4 bytes; bkv in 1..32 is the key tile.
+extern "C" __global__ __launch_bounds__(128) void attention_backward_dq_kernel3(
+        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+        const float* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta,
+        float* __restrict__ dq, int B, int L, int D, float scale, int bkv) {
+    extern __shared__ float smem[];
+    const int Dp = D + 1;
+    float* q_s = smem;                         // [32][Dp] the block's query rows
+    float* do_s = q_s + V3_BR * Dp;            // [32][Dp] ... and their output gradients
+    float* k_s = do_s + V3_BR * Dp;            // [bkv][Dp] the current key tile
+    float* v_s = k_s + bkv * Dp;               // [bkv][Dp] ... and value tile
+    float* lse_s = v_s + bkv * Dp;             // [32]
+    float* delta_s = lse_s + V3_BR;            // [32]
+    float* ds_s = delta_s + V3_BR;             // [32][bkv + 1] dS_ij
+    const int b = blockIdx.y;
+    const int t = threadIdx.x;
+    const int warp = t / 32, lane = t % 32;
+    const int i0 = blockIdx.x * V3_BR;
+    const int row0 = warp * V3_ROWS;
+
+    for (int idx = t; idx < V3_BR * D; idx += blockDim.x) {
+        int r = idx / D, d = idx % D;
+        bool valid = i0 + r < L;
+        q_s[r * Dp + d] = valid ? q[(b * L + i0 + r) * D + d] : 0.0f;
+        do_s[r * Dp + d] = valid ? dout[(b * L + i0 + r) * D + d] : 0.0f;
+    }
+    if (t < V3_BR) {
+        lse_s[t] = (i0 + t < L) ? lse[b * L + i0 + t] : 0.0f;
+        delta_s[t] = (i0 + t < L) ? delta[b * L + i0 + t] : 0.0f;
+    }
+    float dq_acc[V3_ROWS][V3_MAXDD];
+#pragma unroll
+    for (int rr = 0; rr < V3_ROWS; rr++) {
+#pragma unroll
+        for (int dd = 0; dd < V3_MAXDD; dd++) { dq_acc[rr][dd] = 0.0f; }
+    }
+    for (int j0 = 0; j0 < L; j0 += bkv) {
+        __syncthreads();
+        for (int idx = t; idx < bkv * D; idx += blockDim.x) {
+            int r = idx / D, d = idx % D;
+            bool valid = j0 + r < L;
+            k_s[r * Dp + d] = valid ? k[(b * L + j0 + r) * D + d] : 0.0f;
+            v_s[r * Dp + d] = valid ? v[(b * L + j0 + r) * D + d] : 0.0f;
+        }
+        __syncthreads();
+        const int nk = min(bkv, L - j0);
+        // A. dS_ij for the warp's 8 query rows x the tile's keys
+        for (int idx = lane; idx < V3_ROWS * bkv; idx += 32) {
+            int rr = idx / bkv, jj = idx % bkv;
+            const int r = row0 + rr;
+            float s = 0.0f, dp = 0.0f;
+            for (int d = 0; d < D; d++) {
+                s += q_s[r * Dp + d] * k_s[jj * Dp + d];
+                dp += do_s[r * Dp + d] * v_s[jj * Dp + d];
+            }
+            float p = jj < nk ? expf(scale * s - lse_s[r]) : 0.0f;
+            ds_s[r * (bkv + 1) + jj] = p * (dp - delta_s[r]) * scale;
+        }
+        __syncwarp();
+        // B. dq_i += dS_ij k_j; lane owns features lane, lane + 32, ...
+        for (int jj = 0; jj < nk; jj++) {
+            float kd[V3_MAXDD];
+#pragma unroll
+            for (int dd = 0; dd < V3_MAXDD; dd++) {
+                int d = lane + 32 * dd;
+                kd[dd] = d < D ? k_s[jj * Dp + d] : 0.0f;
+            }
+#pragma unroll
+            for (int rr = 0; rr < V3_ROWS; rr++) {
+                const float ds = ds_s[(row0 + rr) * (bkv + 1) + jj];
+#pragma unroll
+                for (int dd = 0; dd < V3_MAXDD; dd++) { dq_acc[rr][dd] += ds * kd[dd]; }
+            }
+        }
+        __syncwarp();
+    }
+#pragma unroll
+    for (int rr = 0; rr < V3_ROWS; rr++) {
+        const int i = i0 + row0 + rr;
+        if (i >= L) { continue; }
+#pragma unroll
+        for (int dd = 0; dd < V3_MAXDD; dd++) {
+            int d = lane + 32 * dd;
+            if (d < D) { dq[(b * L + i) * D + d] = dq_acc[rr][dd]; }
+        }
+    }
 }

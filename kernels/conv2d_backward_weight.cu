@@ -27,6 +27,23 @@ The bias gradient gets one block per channel k (conv2d_backward_bias_kernel2): e
 strided slice of dy[:, k], then the block adds its threads' sums in shared memory, halving the
 number of active threads at each step (a tree reduction; blockDim.x must be a power of 2).
 
+version 3 splits the long sum ("split-K") and register-tiles it. Block (x, y, z) computes a
+64x64 tile of dW (64 output channels x 64 filter taps), each thread a 4x4 micro-tile in
+registers, over the z-th of `splits` slices of the N*P*Q pixels, and writes its partial sums to
+a workspace partial[z][k][e]; conv2d_backward_reduce_kernel3 then adds the slices (a second
+pass: deterministic, no atomics, so the result does not depend on the order blocks run in).
+The bias gradient is split the same way (conv2d_backward_bias_kernel3: one block per channel
+and slice, a tree reduction in shared memory) and reduced by the same kernel. kernels/launch.py
+picks splits so that there are at least ~264 blocks (two per SM of an H100) and each slice keeps
+at least 256 pixels (1024 for the bias).
+  Expected gain (an ESTIMATE, not measured: no GPU has been lent). Version 2's grid for the
+bench shape 64x64x32x32 -> 64 is ceil(576/16) x ceil(64/16) = 144 blocks of 256 threads, each
+looping over 65,536 pixels: about one block per SM, 8 warps, so latency-bound at perhaps 5-10%
+of the FP32 peak; for the U-Net's first conv (C = 1) it is 2 blocks. Version 3 at the same shape
+has 9 x 1 tiles x 29 slices = 261 blocks, 2 FMAs per shared load, 4 blocks per SM: about 10-20x
+faster than version 2 there (the weight gradient is ~4.8 GFLOP, 0.3-0.6 ms against ~5 ms), plus
+the second pass (K*C*R*S*splits floats read once: ~4 MB, a few microseconds).
+
 GPU timings: not measured yet (kernels/RESULTS.md says how to measure them).
 */
 
@@ -148,4 +165,119 @@ extern "C" __global__ void conv2d_backward_bias_kernel2(const float* __restrict_
         __syncthreads();
     }
     if (t == 0) { db[k] = partial[0]; }
+}
+
+// ----------------------------------------------------------------------------
+// version 3: split-K register-tiled GEMM into a workspace, then a reduction over the slices
+
+#define V3_BM 64          // rows of dW (output channels k) per block
+#define V3_BN 64          // columns of dW (filter taps e) per block
+#define V3_BK 16          // pixels j per step
+#define V3_TM 4
+#define V3_TN 4
+#define V3_THREADS 256
+
+// Launch with block (V3_THREADS), grid (ceil(C*R*S / V3_BN), ceil(K / V3_BM), splits):
+// partial[z][k][e] = sum over the z-th slice of pixels j of DY[k][j] * X_col[e][j].
+extern "C" __global__ __launch_bounds__(V3_THREADS) void conv2d_backward_weight_kernel3(
+        const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
+        int N, int C, int H, int W, int K, int R, int S, int P, int Q, int stride, int pad) {
+    __shared__ float dy_s[V3_BK][V3_BM];    // dy_s[i][m] = DY[k0 + m][j0 + i]
+    __shared__ float x_s[V3_BK][V3_BN];     // x_s[i][n] = X_col[e0 + n][j0 + i]
+    const int t = threadIdx.x;
+    const int e0 = blockIdx.x * V3_BN;
+    const int k0 = blockIdx.y * V3_BM;
+    const int CRS = C * R * S;
+    const int RS = R * S;
+    const int PQ = P * Q;
+    const int NPQ = N * PQ;
+    // this block's slice of the pixels, a whole number of steps long
+    const int chunk = ((NPQ + gridDim.z - 1) / gridDim.z + V3_BK - 1) / V3_BK * V3_BK;
+    const int j_begin = blockIdx.z * chunk;
+    const int j_end = min(NPQ, j_begin + chunk);
+    const int tm = (t / (V3_BN / V3_TN)) * V3_TM;
+    const int tn = (t % (V3_BN / V3_TN)) * V3_TN;
+
+    // The X_col row (filter tap e) this thread loads is the same on every step: e = (c, r, s) once.
+    const int load_n = t % V3_BN;
+    const int el = e0 + load_n;
+    const bool el_ok = el < CRS;
+    const int cl = el_ok ? el / RS : 0;
+    const int rl = el_ok ? (el % RS) / S : 0;
+    const int sl = el_ok ? el % S : 0;
+
+    float acc[V3_TM][V3_TN];
+    for (int i = 0; i < V3_TM; i++) {
+        for (int jj = 0; jj < V3_TN; jj++) { acc[i][jj] = 0.0f; }
+    }
+
+    for (int j0 = j_begin; j0 < j_end; j0 += V3_BK) {
+        for (int idx = t; idx < V3_BM * V3_BK; idx += V3_THREADS) {
+            int m = idx / V3_BK, i = idx % V3_BK;
+            int k = k0 + m, j = j0 + i;
+            dy_s[i][m] = (k < K && j < j_end) ? dy[((j / PQ) * K + k) * PQ + j % PQ] : 0.0f;
+        }
+        for (int i = t / V3_BN; i < V3_BK; i += V3_THREADS / V3_BN) {
+            int j = j0 + i;
+            float v = 0.0f;
+            if (el_ok && j < j_end) {
+                int q = j % Q, p = (j / Q) % P, img = j / PQ;
+                int h = p * stride + rl - pad, ww = q * stride + sl - pad;
+                if (h >= 0 && h < H && ww >= 0 && ww < W) { v = x[((img * C + cl) * H + h) * W + ww]; }
+            }
+            x_s[i][load_n] = v;
+        }
+        __syncthreads();
+        for (int i = 0; i < V3_BK; i++) {
+            float a[V3_TM], bb[V3_TN];
+            for (int m = 0; m < V3_TM; m++) { a[m] = dy_s[i][tm + m]; }
+            for (int n = 0; n < V3_TN; n++) { bb[n] = x_s[i][tn + n]; }
+            for (int m = 0; m < V3_TM; m++) {
+                for (int n = 0; n < V3_TN; n++) { acc[m][n] += a[m] * bb[n]; }
+            }
+        }
+        __syncthreads();
+    }
+    float* out = partial + blockIdx.z * K * CRS;
+    for (int m = 0; m < V3_TM; m++) {
+        int k = k0 + tm + m;
+        if (k >= K) { continue; }
+        for (int n = 0; n < V3_TN; n++) {
+            int e = e0 + tn + n;
+            if (e < CRS) { out[k * CRS + e] = acc[m][n]; }
+        }
+    }
+}
+
+// Launch with block (BIAS_THREADS), grid (K, splits): partial_b[z][k] = the z-th slice's sum of dy[:, k].
+extern "C" __global__ void conv2d_backward_bias_kernel3(const float* __restrict__ dy, float* __restrict__ partial_b,
+                                                        int N, int K, int P, int Q) {
+    __shared__ float sums[BIAS_THREADS];
+    const int k = blockIdx.x;
+    const int t = threadIdx.x;
+    const int PQ = P * Q;
+    const int chunk = (N * PQ + gridDim.y - 1) / gridDim.y;
+    const int j_begin = blockIdx.y * chunk;
+    const int j_end = min(N * PQ, j_begin + chunk);
+    float acc = 0.0f;
+    for (int j = j_begin + t; j < j_end; j += blockDim.x) {
+        acc += dy[((j / PQ) * K + k) * PQ + j % PQ];
+    }
+    sums[t] = acc;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (t < half) { sums[t] += sums[t + half]; }
+        __syncthreads();
+    }
+    if (t == 0) { partial_b[blockIdx.y * K + k] = sums[0]; }
+}
+
+// Launch with any block, grid (ceil(M / block)): out[i] = sum over the slices z of partial[z][i].
+extern "C" __global__ void conv2d_backward_reduce_kernel3(const float* __restrict__ partial, float* __restrict__ out,
+                                                          int splits, int M) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M) { return; }
+    float acc = 0.0f;
+    for (int z = 0; z < splits; z++) { acc += partial[z * M + i]; }
+    out[i] = acc;
 }

@@ -12,6 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from kernels._source import check_launch, kernel_signatures
+from kernels.limits import REGISTERS, STATIC_SHARED, check_launch_limits
+
+# The options CuPy's RawModule compiles with: ours, then what CuPy adds itself (cupy/cuda/compiler.py:
+# -ftz=true, --device-as-default-execution-space, and -arch=sm_XX for the GPU it runs on).
+# kernels/nvrtc_check.py compiles with exactly these, so that the binary it checks is the one that runs.
+OPTIONS = ("--std=c++17",)
+CUPY_ADDS = ("-ftz=true", "--device-as-default-execution-space")
 
 
 def import_cupy():
@@ -44,17 +51,25 @@ class CudaKernel:
         self.module, self.name = module, name
         self.params = module.signatures[name]
         self.raw = module.raw.get_function(name)
+        # The compiled function's own resources (CUDA driver attributes), else ptxas's table.
+        try:
+            attrs = self.raw.attributes
+            self.registers, self.static_shared = int(attrs["num_regs"]), int(attrs["shared_size_bytes"])
+        except Exception:     # an older CuPy, or a stand-in in the tests
+            self.registers, self.static_shared = REGISTERS.get(name), STATIC_SHARED.get(name, 0)
 
-    def __call__(self, grid, block, args, shared_mem=0):
+    def __call__(self, grid, block, args, shared_mem=0, tile=None):
         cupy = import_cupy()
         grid, block = check_launch(self.name, self.params, grid, block, args, shared_mem, cupy.ndarray, "CuPy")
+        check_launch_limits(self.name, tile or "x".join(map(str, block)), grid, block, int(shared_mem),
+                            static_shared=self.static_shared, registers=self.registers)
         self.raw(grid, block, tuple(args), shared_mem=int(shared_mem))
 
 
 class CudaModule:
     """A .cu file compiled for the current GPU (cupy.RawModule), with checked launches."""
 
-    def __init__(self, path, *, options=("--std=c++17",)):
+    def __init__(self, path, *, options=OPTIONS):
         cupy = import_cupy()
         path = Path(path)
         code = path.read_text()

@@ -10,27 +10,30 @@
 // with `g++ -std=c++20 -shared -fPIC -pthread` into a library that Python loads with ctypes.
 //
 // The model (what a CUDA programmer may assume, and nothing more):
-//   * A launch runs blockDim.x*y*z OS threads, each with its own thread_local threadIdx. They run
-//     the grid's blocks one after another (optionally in reverse order); blockIdx is thread_local
-//     too, blockDim and gridDim are globals for the launch.
+//   * A launch runs blockDim.x*y*z OS threads per concurrent block (`concurrent`, default 1), each
+//     with its own thread_local threadIdx. Each group of threads runs its share of the grid's blocks
+//     one after another (optionally in reverse order); with concurrent > 1 blocks overlap, as on a
+//     GPU, so races between blocks are real here too (ThreadSanitizer names them). blockIdx is
+//     thread_local, blockDim and gridDim are globals for the launch.
 //   * __syncthreads() is a barrier across the threads of the block. It also checks that every thread
 //     waits at the SAME __syncthreads() (file and line): a barrier in divergent code, or a thread that
 //     returned while the others wait, stops the launch with an error naming the lines.
-//   * __shared__ arrays become static arrays (one block runs at a time, so "one copy per block"
-//     holds). The Python side rewrites
+//   * __shared__ arrays live in a buffer per block slot (one copy per running block). The Python
+//     side rewrites
 //         __shared__ float tile[16][17];
 //     into
-//         static float tile[16][17]; static ::emu::SharedArray tile__emu(tile, sizeof(tile));
-//     so that the launcher knows the array and fills it with NaN before every block: reading shared
-//     memory that no thread of this block wrote gives NaN, as garbage would on a GPU.
-//     `extern __shared__ float buf[];` becomes a pointer into a buffer of exactly the launch's
-//     shared_mem bytes (also NaN-filled before every block).
+//         using tile__t = float[16][17]; static ::emu::SharedDecl tile__emu(sizeof(tile__t), alignof(tile__t));
+//         tile__t& tile = *reinterpret_cast<tile__t*>(tile__emu.get("tile"));
+//     Each launch places the arrays its kernel reaches and checks static + dynamic <= 48 KiB.
+//     `extern __shared__ float buf[];` becomes a pointer to a buffer of exactly the launch's
+//     shared_mem bytes. Both are filled with NaN before every block: reading shared memory that no
+//     thread of this block wrote gives NaN, as garbage would on a GPU.
 //   * Warp shuffles (__shfl_xor_sync, __shfl_down_sync, __shfl_sync) exchange values through a
 //     BLOCK-wide barrier: every thread of the block must reach them together (stricter than CUDA,
 //     where only the warp must). atomicAdd and friends use std::atomic_ref.
 //
-// What it cannot show: speed, coalescing, bank conflicts, occupancy, the GPU's fast-math and
-// reduction order, lock-step warps, races between blocks (blocks never overlap here).
+// What it cannot show: speed, coalescing, bank conflicts, occupancy, the GPU's intrinsics and
+// reduction order, lock-step warps. (FMA contraction and flush-to-zero: numerics="gpu".)
 #pragma once
 
 #include <algorithm>
@@ -133,10 +136,12 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // ---------------------------------------------------------------------------------------------
-// The runtime: one launch at a time.
+// The runtime: one launch at a time; within it, `concurrent` groups of threads, each running its
+// own blocks at the same time (group g runs blocks g, g + concurrent, ...).
 namespace emu {
 
 constexpr unsigned int kShmemNaN = 0x7fc00000u;   // a quiet float NaN, the fill pattern
+constexpr std::size_t kSharedLimit = 48 * 1024;   // static + dynamic bytes a block gets without opting in
 
 inline void fill_nan(void* p, std::size_t bytes) {
     unsigned char* b = static_cast<unsigned char*>(p);
@@ -154,39 +159,42 @@ inline const char kReturned[] = "returned from the kernel";
 
 struct LaunchAborted {};   // thrown inside every thread once the launch has failed
 
-struct Launch {
-    int nthreads = 0;
+// One block slot: the threads of one block at a time, their barrier and their shared memory.
+struct Block {
     std::vector<Site> site;                  // where each thread of the block waits now
     std::vector<std::uint64_t> exchange;     // one slot per thread, for warp shuffles
     std::atomic<int> arrived{0};
     std::atomic<unsigned int> generation{0};
+    std::vector<unsigned char> static_shared;    // the __shared__ arrays, laid out per launch
+    std::vector<unsigned char> dynamic_shared;   // exactly shared_mem bytes (1 when 0)
+    uint3 index{0, 0, 0};                        // the block it runs now
+};
+
+struct Launch {
+    int nthreads = 0;                        // per block
+    std::size_t dynamic_bytes = 0;
+    std::vector<Block> blocks;               // one per concurrent group
     std::atomic<bool> aborted{false};
     std::mutex error_mutex;
     std::string error;
-    unsigned char* dynamic_shared = nullptr;
-    std::size_t dynamic_shared_bytes = 0;
+    std::mutex static_mutex;                 // the layout of the __shared__ arrays of this kernel
+    std::vector<std::size_t> static_offset;  // by declaration id; SIZE_MAX: not placed yet
+    std::size_t static_bytes = 0;
 };
 inline Launch* g_launch = nullptr;
 inline thread_local int t_tid = 0;           // linear thread index in the block
+inline thread_local Block* t_block = nullptr;
 
-// Static __shared__ arrays, registered the first time a thread passes their declaration.
-struct SharedArrayInfo { void* p; std::size_t bytes; };
-inline std::mutex g_shared_mutex;
-inline std::vector<SharedArrayInfo> g_shared_arrays;
-struct SharedArray {
-    SharedArray(void* p, std::size_t bytes) {
-        std::lock_guard<std::mutex> lock(g_shared_mutex);
-        fill_nan(p, bytes);
-        g_shared_arrays.push_back({p, bytes});
-    }
+// A `__shared__ T name[...]` declaration (rewritten by kernels/_source.py into a SharedDecl and a
+// reference into the block slot's static_shared buffer). Each gets an id once; each launch places
+// the declarations its kernel reaches, one after another, and checks static + dynamic <= 48 KiB.
+inline std::atomic<int> g_next_decl{0};
+struct SharedDecl {
+    int id;
+    std::size_t bytes, align;
+    SharedDecl(std::size_t bytes_, std::size_t align_) : id(g_next_decl.fetch_add(1)), bytes(bytes_), align(align_) {}
+    void* get(const char* name);
 };
-inline void* dynamic_shared() { return g_launch->dynamic_shared; }
-
-inline void fill_all_shared_with_nan(Launch& L) {
-    if (L.dynamic_shared) fill_nan(L.dynamic_shared, L.dynamic_shared_bytes);
-    std::lock_guard<std::mutex> lock(g_shared_mutex);
-    for (auto& a : g_shared_arrays) fill_nan(a.p, a.bytes);
-}
 
 // Record the first error and stop the launch: every thread throws LaunchAborted at its next barrier,
 // and threads already waiting are woken to do so.
@@ -196,8 +204,39 @@ inline void fail(Launch& L, const std::string& message) {
         if (L.error.empty()) L.error = message;
     }
     L.aborted.store(true);
-    L.generation.fetch_add(1);
-    L.generation.notify_all();
+    for (auto& B : L.blocks) {
+        B.generation.fetch_add(1);
+        B.generation.notify_all();
+    }
+}
+
+inline void* SharedDecl::get(const char* name) {
+    Launch& L = *g_launch;
+    std::size_t offset;
+    {
+        std::lock_guard<std::mutex> lock(L.static_mutex);
+        if (L.static_offset.size() <= static_cast<std::size_t>(id)) L.static_offset.resize(id + 1, SIZE_MAX);
+        if (L.static_offset[id] == SIZE_MAX) {
+            std::size_t a = align < 16 ? 16 : align;
+            L.static_offset[id] = (L.static_bytes + a - 1) / a * a;
+            L.static_bytes = L.static_offset[id] + bytes;
+            if (L.static_bytes + L.dynamic_bytes > kSharedLimit) {
+                fail(L, "shared memory: " + std::to_string(L.static_bytes) + " bytes static (reaching __shared__ " +
+                            name + ") + " + std::to_string(L.dynamic_bytes) + " bytes dynamic is over the 48 KiB "
+                            "a block gets without opting in");
+                throw LaunchAborted{};
+            }
+        }
+        offset = L.static_offset[id];
+    }
+    return t_block->static_shared.data() + offset;
+}
+
+inline void* dynamic_shared() { return g_launch->dynamic_bytes ? t_block->dynamic_shared.data() : nullptr; }
+
+inline void poison_shared(Launch& L, Block& B) {
+    fill_nan(B.static_shared.data(), B.static_shared.size());
+    fill_nan(B.dynamic_shared.data(), B.dynamic_shared.size());
 }
 
 inline std::string describe(const Site& s) {
@@ -205,45 +244,46 @@ inline std::string describe(const Site& s) {
     return std::string(s.what) + " at " + (s.file ? s.file : "?") + ":" + std::to_string(s.line);
 }
 
-// Run by the last thread to arrive: all threads must wait at the same place.
-inline void check_sites(Launch& L) {
-    const Site& first = L.site[0];
+// Run by the last thread of a block to arrive: all its threads must wait at the same place.
+inline void check_sites(Launch& L, Block& B) {
+    const Site& first = B.site[0];
     bool same = true;
-    for (int t = 1; t < L.nthreads && same; ++t) same = L.site[t] == first;
+    for (int t = 1; t < L.nthreads && same; ++t) same = B.site[t] == first;
     if (same) {
-        if (first.what == kReturned) fill_all_shared_with_nan(L);   // block done: poison for the next
+        if (first.what == kReturned) poison_shared(L, B);   // block done: poison for the next
         return;
     }
-    std::string msg = "block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
-                      std::to_string(blockIdx.z) + "): the threads of a block must all reach the same "
+    std::string msg = "block (" + std::to_string(B.index.x) + "," + std::to_string(B.index.y) + "," +
+                      std::to_string(B.index.z) + "): the threads of a block must all reach the same "
                       "__syncthreads() (CUDA leaves anything else undefined); here they wait at different places:";
     std::vector<Site> seen;
     for (int t = 0; t < L.nthreads; ++t) {
-        if (std::find(seen.begin(), seen.end(), L.site[t]) != seen.end()) continue;
-        seen.push_back(L.site[t]);
+        if (std::find(seen.begin(), seen.end(), B.site[t]) != seen.end()) continue;
+        seen.push_back(B.site[t]);
         int count = 0;
-        for (int u = 0; u < L.nthreads; ++u) count += L.site[u] == L.site[t];
+        for (int u = 0; u < L.nthreads; ++u) count += B.site[u] == B.site[t];
         msg += "\n  " + std::to_string(count) + " thread(s) (the first is thread " + std::to_string(t) + "): " +
-               describe(L.site[t]);
+               describe(B.site[t]);
     }
     fail(L, msg);
 }
 
-// The barrier: an arrival counter and a generation number that waiting threads sleep on
-// (std::atomic wait/notify: a futex on Linux).
+// The barrier of the calling thread's block: an arrival counter and a generation number that
+// waiting threads sleep on (std::atomic wait/notify: a futex on Linux).
 inline void block_barrier(const Site& here) {
     Launch& L = *g_launch;
+    Block& B = *t_block;
     if (L.aborted.load()) throw LaunchAborted{};
-    L.site[t_tid] = here;
-    unsigned int gen = L.generation.load(std::memory_order_acquire);
+    B.site[t_tid] = here;
+    unsigned int gen = B.generation.load(std::memory_order_acquire);
     if (L.aborted.load()) throw LaunchAborted{};   // fail() may have moved the generation on already
-    if (L.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == L.nthreads) {
-        L.arrived.store(0, std::memory_order_relaxed);
-        check_sites(L);
-        L.generation.fetch_add(1, std::memory_order_release);
-        L.generation.notify_all();
+    if (B.arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == L.nthreads) {
+        B.arrived.store(0, std::memory_order_relaxed);
+        check_sites(L, B);
+        B.generation.fetch_add(1, std::memory_order_release);
+        B.generation.notify_all();
     } else {
-        while (L.generation.load(std::memory_order_acquire) == gen) L.generation.wait(gen, std::memory_order_acquire);
+        while (B.generation.load(std::memory_order_acquire) == gen) B.generation.wait(gen, std::memory_order_acquire);
     }
     if (L.aborted.load()) throw LaunchAborted{};
 }
@@ -255,6 +295,7 @@ template <class T>
 inline T shuffle_from(const char* file, int line, const char* what, T value, int src_lane, int width) {
     static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffles move values of at most 8 bytes");
     Launch& L = *g_launch;
+    Block& B = *t_block;
     const int lane = t_tid % warpSize;
     if (width < 1 || width > warpSize || (width & (width - 1)) != 0) {
         fail(L, std::string(what) + ": width must be a power of 2 in 1..32");
@@ -263,7 +304,7 @@ inline T shuffle_from(const char* file, int line, const char* what, T value, int
     const int segment = lane - lane % width;                       // first lane of this width-segment
     const int src = (src_lane >= segment && src_lane < segment + width) ? src_lane : lane;
     const int src_tid = t_tid - lane + src;
-    std::memcpy(&L.exchange[t_tid], &value, sizeof(T));
+    std::memcpy(&B.exchange[t_tid], &value, sizeof(T));
     block_barrier({file, line, what});
     if (src_tid >= L.nthreads) {   // a lane of the last, partial warp that does not exist
         fail(L, std::string(what) + " at " + file + ":" + std::to_string(line) + ": thread " +
@@ -273,7 +314,7 @@ inline T shuffle_from(const char* file, int line, const char* what, T value, int
         throw LaunchAborted{};
     }
     T out;
-    std::memcpy(&out, &L.exchange[src_tid], sizeof(T));
+    std::memcpy(&out, &B.exchange[src_tid], sizeof(T));
     block_barrier({file, line, what});
     return out;
 }
@@ -283,6 +324,23 @@ inline void check_mask(const char* what, unsigned int mask) {
         fail(*g_launch, std::string(what) + ": the emulator supports only the full mask 0xffffffff");
         throw LaunchAborted{};
     }
+}
+
+// The GPU's numerics (numerics="gpu"): CuPy compiles with -ftz=true, so subnormal floats are
+// flushed to zero, as inputs and as results. On x86 that is MXCSR's FTZ and DAZ bits, per thread.
+// (The other half, FMA contraction, is a compiler flag: see kernels/emulator.py.)
+inline void set_flush_to_zero() {
+#if defined(EMU_FLUSH_TO_ZERO) && (defined(__x86_64__) || defined(__i386__))
+    unsigned int csr;
+    __asm__ volatile("stmxcsr %0" : "=m"(csr));
+    csr |= 0x8040u;                       // FTZ (bit 15) and DAZ (bit 6)
+    __asm__ volatile("ldmxcsr %0" : : "m"(csr));
+#elif defined(EMU_FLUSH_TO_ZERO) && defined(__aarch64__)
+    unsigned long fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    fpcr |= (1ul << 24);                  // FZ
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,7 +361,7 @@ inline std::string check_config(const dim3& g, const dim3& b, std::size_t shared
         return "invalid configuration: a block has at most 1024 threads (x, y <= 1024, z <= 64), got " +
                std::to_string(b.x) + "x" + std::to_string(b.y) + "x" + std::to_string(b.z);
     if (g.y > 65535 || g.z > 65535) return "invalid configuration: gridDim.y and gridDim.z must be <= 65535";
-    if (shared_mem > 48 * 1024)
+    if (shared_mem > kSharedLimit)
         return "invalid configuration: shared_mem " + std::to_string(shared_mem) +
                " bytes is over the 48 KiB a kernel gets without opting in";
     return "";
@@ -315,13 +373,17 @@ inline void call_kernel(void (*kernel)(P...), void** args, std::index_sequence<I
 }
 
 template <class... P>
-inline void run_thread(void (*kernel)(P...), void** args, int tid, unsigned long long nblocks, bool reverse) {
+inline void run_thread(void (*kernel)(P...), void** args, int group, int groups, int tid,
+                       unsigned long long nblocks, bool reverse) {
     Launch& L = *g_launch;
+    set_flush_to_zero();
     t_tid = tid;
+    t_block = &L.blocks[group];
     threadIdx = unflatten(static_cast<unsigned long long>(tid), blockDim);
     try {
-        for (unsigned long long i = 0; i < nblocks; ++i) {
+        for (unsigned long long i = group; i < nblocks; i += groups) {
             blockIdx = unflatten(reverse ? nblocks - 1 - i : i, gridDim);
+            if (tid == 0) t_block->index = blockIdx;      // for messages; read after a barrier
             call_kernel(kernel, args, std::index_sequence_for<P...>{});
             block_barrier({nullptr, 0, kReturned});
         }
@@ -331,38 +393,43 @@ inline void run_thread(void (*kernel)(P...), void** args, int tid, unsigned long
     }
 }
 
-// The launch: kernel<<<grid, block, shared_mem>>>(args...). Returns 0, or 1 with a message in err.
+// The launch: kernel<<<grid, block, shared_mem>>>(args...), with `concurrent` blocks at a time.
+// Returns 0, or 1 with a message in err.
 template <class... P>
 inline int launch(void (*kernel)(P...), const unsigned int* grid, const unsigned int* block,
-                  std::size_t shared_mem, int reverse, void** args, char* err, std::size_t err_len) {
+                  std::size_t shared_mem, int reverse, int concurrent, void** args, char* err, std::size_t err_len) {
     std::lock_guard<std::mutex> lock(g_launch_mutex);
     dim3 g(grid[0], grid[1], grid[2]), b(block[0], block[1], block[2]);
     std::string problem = check_config(g, b, shared_mem);
     if (problem.empty()) {
         gridDim = g;
         blockDim = b;
+        const unsigned long long nblocks = 1ull * g.x * g.y * g.z;
+        const int groups = static_cast<int>(std::max(1ull, std::min<unsigned long long>(concurrent, nblocks)));
         Launch L;
         L.nthreads = static_cast<int>(b.x * b.y * b.z);
-        L.site.resize(L.nthreads);
-        L.exchange.resize(L.nthreads);
-        // Exactly shared_mem bytes, so that AddressSanitizer sees an overrun (1 byte when 0).
-        unsigned char* dyn = new unsigned char[shared_mem ? shared_mem : 1];
-        L.dynamic_shared = shared_mem ? dyn : nullptr;
-        L.dynamic_shared_bytes = shared_mem;
+        L.dynamic_bytes = shared_mem;
+        L.blocks = std::vector<Block>(groups);
+        for (auto& B : L.blocks) {
+            B.site.resize(L.nthreads);
+            B.exchange.resize(L.nthreads);
+            B.static_shared.resize(kSharedLimit);
+            // Exactly shared_mem bytes, so that AddressSanitizer sees an overrun (1 byte when 0).
+            B.dynamic_shared.resize(shared_mem ? shared_mem : 1);
+            poison_shared(L, B);
+        }
         g_launch = &L;
-        fill_all_shared_with_nan(L);
-        const unsigned long long nblocks = 1ull * g.x * g.y * g.z;
         std::vector<std::thread> threads;
-        threads.reserve(L.nthreads);
+        threads.reserve(static_cast<std::size_t>(L.nthreads) * groups);
         try {
-            for (int t = 0; t < L.nthreads; ++t)
-                threads.emplace_back(run_thread<P...>, kernel, args, t, nblocks, reverse != 0);
+            for (int grp = 0; grp < groups; ++grp)
+                for (int t = 0; t < L.nthreads; ++t)
+                    threads.emplace_back(run_thread<P...>, kernel, args, grp, groups, t, nblocks, reverse != 0);
         } catch (std::system_error& e) {
             fail(L, std::string("could not start the block's threads: ") + e.what());
         }
         for (auto& t : threads) t.join();
         g_launch = nullptr;
-        delete[] dyn;
         problem = L.error;
     }
     if (problem.empty()) return 0;

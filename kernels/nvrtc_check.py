@@ -4,7 +4,9 @@
     python -m kernels.nvrtc_check attention_forward.cu --arch sm_90
 
 g++ (the emulator) accepts code that NVRTC rejects and the other way round, so both compile
-every kernel. For each kernel the report gives registers per thread, spills (registers that did
+every kernel. It compiles with the options CuPy's RawModule uses (kernels/cuda_backend.py: ours,
+then CuPy's -ftz=true and --device-as-default-execution-space), so the binary checked is the one
+that runs. For each kernel the report gives registers per thread, spills (registers that did
 not fit and went to slow local memory), static shared memory and the stack frame. The checks:
 no spills, static shared memory <= 48 KiB (dynamic shared memory is checked at launch, see
 kernels/ops.py), at most 255 registers.
@@ -16,11 +18,13 @@ bindings call it. (CuPy's high-level compile asks the driver for the GPU, so it 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from dataclasses import dataclass
 
 from kernels._source import KERNEL_DIR, kernel_signatures
+from kernels.cuda_backend import CUPY_ADDS, OPTIONS
 
 ARCHS = ("sm_80", "sm_90")
 SOURCES = ("conv2d_forward.cu", "conv2d_backward_data.cu", "conv2d_backward_weight.cu",
@@ -66,7 +70,7 @@ def compile_source(src: str, name: str, arch: str, extra_options=()) -> str:
     if binding is None:
         raise RuntimeError("NVRTC is not available: pip install -e \".[nvrtc]\" (CuPy + nvidia-cuda-nvrtc)")
     prog = binding.createProgram(src, name, [], [])
-    options = [f"--gpu-architecture={arch}", "-Xptxas=-v", "--std=c++17", *extra_options]
+    options = [*OPTIONS, *CUPY_ADDS, f"-arch={arch}", "-Xptxas=-v", *extra_options]
     try:
         binding.compileProgram(prog, options)
     except Exception as err:
@@ -102,8 +106,10 @@ def parse_ptxas(log: str) -> dict[str, KernelReport]:
     return reports
 
 
+@functools.lru_cache(maxsize=None)
 def check_file(filename: str, arch: str) -> dict[str, KernelReport]:
-    """Compile one kernels/*.cu file for one architecture; every kernel of it must be in the report."""
+    """Compile one kernels/*.cu file for one architecture; every kernel of it must be in the report.
+    (Cached per process: the tests ask for each file twice; do not change the returned reports.)"""
     src = (KERNEL_DIR / filename).read_text()
     reports = parse_ptxas(compile_source(src, filename, arch))
     missing = set(kernel_signatures(src)) - set(reports)
@@ -112,14 +118,33 @@ def check_file(filename: str, arch: str) -> dict[str, KernelReport]:
     return reports
 
 
+def resource_table(files=SOURCES, archs=ARCHS) -> tuple[dict, dict]:
+    """({kernel: registers}, {kernel: static shared bytes, if any}), the larger over `archs`:
+    what kernels/limits.py's REGISTERS and STATIC_SHARED must say."""
+    regs, smem = {}, {}
+    for filename in files:
+        for arch in archs:
+            for r in check_file(filename, arch).values():
+                regs[r.name] = max(regs.get(r.name, 0), r.registers)
+                if r.smem:
+                    smem[r.name] = max(smem.get(r.name, 0), r.smem)
+    return regs, smem
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels.nvrtc_check", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", default=list(SOURCES))
     parser.add_argument("--arch", action="append", choices=("sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90"))
+    parser.add_argument("--table", action="store_true", help="print REGISTERS and STATIC_SHARED for kernels/limits.py")
     args = parser.parse_args(argv)
     if nvrtc() is None:
         print("NVRTC is not available: pip install -e \".[nvrtc]\"", file=sys.stderr)
         return 2
+    if args.table:
+        regs, smem = resource_table(args.files, args.arch or ARCHS)
+        print("REGISTERS =", regs)
+        print("STATIC_SHARED =", smem)
+        return 0
     bad = 0
     print(f"{'kernel':44} {'arch':6} {'regs':>4} {'smem':>6} {'stack':>5}  spills")
     for filename in args.files:

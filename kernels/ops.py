@@ -14,9 +14,12 @@ Rules (checked before any launch, ValueError otherwise):
   strided views, e.g. q = qkv[..., :C]). The kernels themselves take only C-contiguous arrays
   (their launch raises otherwise). Outputs are C-contiguous.
 * shapes as in ddpm_ref.nn; every array must have fewer than 2**31 elements (32-bit indices).
+* launch limits (threads, grid.y <= 65535, shared memory, registers): every launch is planned
+  and checked first (kernels/launch.py, kernels/limits.py); a ValueError names the kernel, the
+  tile and the limit, e.g. attention with a batch B > 65535 (B is grid.y).
 
-The ``launch_*`` functions below do one operation with one kernel version: the tests and
-``python -m kernels`` call them directly to try several block sizes.
+The ``launch_*`` functions (kernels/launch.py, re-exported here) do one operation with one kernel
+version: the tests and ``python -m kernels`` call them directly to try several block sizes.
 """
 
 from __future__ import annotations
@@ -25,149 +28,18 @@ import math
 
 import numpy as np
 
+from kernels.launch import (BIAS_THREADS, CONV_TILE, SHARED_LIMIT, attention_backward_plan,  # noqa: F401
+                            attention_forward_plan, attention_tile, check_plan,
+                            launch_attention_backward, launch_attention_forward, launch_conv2d_backward_data,
+                            launch_conv2d_backward_weight, launch_conv2d_forward)
+
 OPS = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight",
        "attention_forward", "attention_backward")
-VERSIONS = {op: (1, 2) for op in OPS}        # version 1: the direct port; the last: the fastest
-SHARED_LIMIT = 48 * 1024                     # bytes of shared memory a block gets without opting in
-CONV_TILE = 16                               # must match CONV_TILE in the conv .cu files
-BIAS_THREADS = 256                           # must match BIAS_THREADS in conv2d_backward_weight.cu
+# version 1: the direct port; version 3, the last: the fastest by design (not yet measured on a GPU)
+VERSIONS = {op: (1, 2, 3) for op in OPS}
+# What each attention_forward version saves for the backward pass: the two must agree.
+ATTENTION_SAVES = {1: "P", 2: "logsumexp", 3: "logsumexp"}
 INT32_LIMIT = 2**31
-
-
-def _cdiv(a: int, b: int) -> int:
-    return (a + b - 1) // b
-
-
-def _i32(*values):
-    return tuple(np.int32(v) for v in values)
-
-
-def _launch(mod, name, grid, block, args, shared_mem=0):
-    """mod.get_function(name)(grid, block, args, shared_mem): skipped when the grid is empty
-    (an empty batch: CUDA, like the emulator, rejects a grid with a zero dimension)."""
-    if min(grid) > 0:
-        mod.get_function(name)(grid, block, args, shared_mem=shared_mem)
-
-
-# ---------------------------------------------------------------------------------------------
-# One operation, one version. `mod` is the module (EmulatedModule or CudaModule) of the op's file;
-# outputs are preallocated, C-contiguous float32.
-
-def launch_conv2d_forward(mod, version, x, w, b, y, stride, pad, block_size=256):
-    N, C, H, W = x.shape
-    K, _, R, S = w.shape
-    P, Q = y.shape[2], y.shape[3]
-    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
-    if version == 1:
-        _launch(mod, "conv2d_forward_kernel1", (_cdiv(N * K * P * Q, block_size),), (block_size,),
-                                                   (x, w, b, y) + dims)
-    else:
-        grid = (_cdiv(N * P * Q, CONV_TILE), _cdiv(K, CONV_TILE))
-        _launch(mod, "conv2d_forward_kernel2", grid, (CONV_TILE, CONV_TILE), (x, w, b, y) + dims)
-
-
-def launch_conv2d_backward_data(mod, version, dy, w, dx, stride, pad, block_size=256):
-    N, C, H, W = dx.shape
-    K, _, R, S = w.shape
-    P, Q = dy.shape[2], dy.shape[3]
-    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
-    if version == 1:
-        _launch(mod, "conv2d_backward_data_kernel1", (_cdiv(N * C * H * W, block_size),), (block_size,),
-                                                         (dy, w, dx) + dims)
-    else:
-        grid = (_cdiv(N * H * W, CONV_TILE), _cdiv(C, CONV_TILE))
-        _launch(mod, "conv2d_backward_data_kernel2", grid, (CONV_TILE, CONV_TILE), (dy, w, dx) + dims)
-
-
-def launch_conv2d_backward_weight(mod, version, x, dy, dw, db, stride, pad, block_size=256):
-    """dw, and db unless it is None."""
-    N, C, H, W = x.shape
-    K, _, R, S = dw.shape
-    P, Q = dy.shape[2], dy.shape[3]
-    dims = _i32(N, C, H, W, K, R, S, P, Q, stride, pad)
-    if version == 1:
-        _launch(mod, "conv2d_backward_weight_kernel1", (_cdiv(K * C * R * S, block_size),), (block_size,),
-                                                           (x, dy, dw) + dims)
-        if db is not None:
-            _launch(mod, "conv2d_backward_bias_kernel1", (_cdiv(K, block_size),), (block_size,),
-                                                             (dy, db) + _i32(N, K, P, Q))
-    else:
-        grid = (_cdiv(C * R * S, CONV_TILE), _cdiv(K, CONV_TILE))
-        _launch(mod, "conv2d_backward_weight_kernel2", grid, (CONV_TILE, CONV_TILE), (x, dy, dw) + dims)
-        if db is not None:
-            _launch(mod, "conv2d_backward_bias_kernel2", (K,), (BIAS_THREADS,), (dy, db) + _i32(N, K, P, Q))
-
-
-def attention_tile(L: int, D: int, floats_per_tile, largest: int = 64) -> int:
-    """The tile T of version 2: the largest power of 2 <= `largest` whose shared memory fits in 48 KiB
-    and that is not much longer than the sequence (no block of mostly idle threads)."""
-    T = largest
-    while T > 1 and (T >= 2 * L or 4 * floats_per_tile(T, D) > SHARED_LIMIT):
-        T //= 2
-    if 4 * floats_per_tile(T, D) > SHARED_LIMIT:
-        raise ValueError(f"D={D} is too large for the shared memory of attention version 2; use version 1")
-    return T
-
-
-def _forward_floats(T, D):
-    return 4 * T * (D + 1) + T * (T + 1)
-
-
-def _dkdv_floats(T, D):
-    return 6 * T * (D + 1) + 2 * T
-
-
-def _dq_floats(T, D):
-    return 5 * T * (D + 1)
-
-
-def launch_attention_forward(mod, version, q, k, v, o, scale, xp, block_size=None):
-    """Returns what the backward pass of the same version needs: P (version 1) or logsumexp (2)."""
-    B, L, D = q.shape
-    scale = np.float32(scale)
-    if version == 1:
-        bs = block_size or 256
-        s = xp.empty((B, L, L), dtype=np.float32)
-        p = xp.empty((B, L, L), dtype=np.float32)
-        _launch(mod, "attention_scores_kernel1", (_cdiv(B * L * L, bs),), (bs,), (q, k, s) + _i32(B, L, D) + (scale,))
-        _launch(mod, "attention_softmax_kernel1", (_cdiv(B * L, bs),), (bs,), (s, p) + _i32(B, L))
-        _launch(mod, "attention_value_kernel1", (_cdiv(B * L * D, bs),), (bs,), (p, v, o) + _i32(B, L, D))
-        return p
-    T = block_size or attention_tile(L, D, _forward_floats)
-    lse = xp.empty((B, L), dtype=np.float32)
-    _launch(mod, "attention_forward_kernel2", (_cdiv(L, T), B), (T,), (q, k, v, o, lse) + _i32(B, L, D) + (scale,),
-                                                  shared_mem=4 * _forward_floats(T, D))
-    return lse
-
-
-def launch_attention_backward(mod, version, saved, q, k, v, o, dout, dq, dk, dv, scale, xp, block_size=None):
-    """`saved` is what launch_attention_forward returned for the same version."""
-    B, L, D = q.shape
-    scale = np.float32(scale)
-    if version == 1:
-        bs = block_size or 256
-        p = saved
-        dp = xp.empty((B, L, L), dtype=np.float32)
-        ds = xp.empty((B, L, L), dtype=np.float32)
-        _launch(mod, "attention_dv_kernel1", (_cdiv(B * L * D, bs),), (bs,), (p, dout, dv) + _i32(B, L, D))
-        _launch(mod, "attention_dp_kernel1", (_cdiv(B * L * L, bs),), (bs,), (dout, v, dp) + _i32(B, L, D))
-        _launch(mod, "attention_softmax_backward_kernel1", (_cdiv(B * L, bs),), (bs,),
-                                                               (p, dp, ds) + _i32(B, L) + (scale,))
-        _launch(mod, "attention_dq_kernel1", (_cdiv(B * L * D, bs),), (bs,), (ds, k, dq) + _i32(B, L, D))
-        _launch(mod, "attention_dk_kernel1", (_cdiv(B * L * D, bs),), (bs,), (ds, q, dk) + _i32(B, L, D))
-        return
-    lse = saved
-    delta = xp.empty((B, L), dtype=np.float32)
-    _launch(mod, "attention_backward_preprocess_kernel2", (_cdiv(B * L, 256),), (256,),
-                                                              (o, dout, delta) + _i32(B, L, D))
-    T = block_size or attention_tile(L, D, _dkdv_floats)
-    _launch(mod, "attention_backward_dkdv_kernel2", (_cdiv(L, T), B), (T,),
-                                                        (q, k, v, dout, lse, delta, dk, dv) + _i32(B, L, D) + (scale,),
-                                                        shared_mem=4 * _dkdv_floats(T, D))
-    T = block_size or attention_tile(L, D, _dq_floats)
-    _launch(mod, "attention_backward_dq_kernel2", (_cdiv(L, T), B), (T,),
-                                                      (q, k, v, dout, lse, delta, dq) + _i32(B, L, D) + (scale,),
-                                                      shared_mem=4 * _dq_floats(T, D))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +152,9 @@ class KernelOps:
         scale = 1.0 / math.sqrt(D)
         o = self._empty(q.shape)
         version = self.versions["attention_forward"]
+        # the backward pass's launches too, so that a shape it cannot run fails here, not after the forward
+        check_plan(attention_forward_plan(version, B, L, D)
+                   + attention_backward_plan(self.versions["attention_backward"], B, L, D))
         saved = launch_attention_forward(self._modules("attention_forward"), version, q, k, v, o, scale, self._xp)
         cache = {"op": "attention_kernels", "ops": self, "version": version, "q": q, "k": k, "v": v, "o": o,
                  "saved": saved, "scale": scale}
@@ -293,6 +168,7 @@ class KernelOps:
         if do.shape != q.shape:
             raise ValueError(f"do must have the output's shape {tuple(q.shape)}, got {tuple(do.shape)}")
         dq, dk, dv = self._empty(q.shape), self._empty(q.shape), self._empty(q.shape)
-        launch_attention_backward(self._modules("attention_backward"), cache["version"], cache["saved"],
+        launch_attention_backward(self._modules("attention_backward"), self.versions["attention_backward"],
+                                  cache["saved"],
                                   q, cache["k"], cache["v"], cache["o"], do, dq, dk, dv, cache["scale"], self._xp)
         return dq, dk, dv

@@ -112,3 +112,27 @@ extern "C" __global__ void warp_allreduce_xor(const float* in, float* out, int n
 extern "C" __global__ void count_threads(int* counter) {
     atomicAdd(counter, 1);
 }
+
+// bug: every block adds into out[0] without an atomic: a race between blocks (lost updates on a GPU)
+extern "C" __global__ void cross_block_race(const float* in, float* out, int n) {
+    if (threadIdx.x == 0) { out[0] = out[0] + 1.0f; }   // BUG: cross_block_race
+}
+
+// numerics probe: out[0] = a*b + c (one rounding with FMA, two without); out[1] = a subnormal times 1
+extern "C" __global__ void numerics_probe(const float* in, float* out, int n) {
+    if (threadIdx.x == 0) {
+        out[0] = in[0] * in[1] + in[2];
+        out[1] = in[3] * in[4];
+    }
+}
+
+// bug: 32 KiB of static shared memory, launched with more than 16 KiB of dynamic shared memory
+extern "C" __global__ void too_much_shared(const float* in, float* out, int n) {
+    __shared__ float big[8192];                       // BUG: too_much_shared
+    extern __shared__ float dyn[];
+    int t = threadIdx.x;
+    big[t] = in[t];
+    dyn[t] = in[t];
+    __syncthreads();
+    if (t < n) { out[t] = big[t] + dyn[t]; }
+}

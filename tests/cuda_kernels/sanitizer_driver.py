@@ -1,9 +1,10 @@
 """Run by test_kernels_sanitizers.py in a child process that has a sanitizer runtime preloaded.
 
     python sanitizer_driver.py kernels                      # every version of every kernel, validated
-    python sanitizer_driver.py planted KERNEL THREADS       # one planted bug of planted.cu
+    python sanitizer_driver.py planted KERNEL THREADS [BLOCKS]   # one planted bug of planted.cu
 
-The sanitizer mode comes from $DDPM_REF_EMU_SANITIZE ("address" or "thread").
+The sanitizer mode comes from $DDPM_REF_EMU_SANITIZE ("address" or "thread"), the number of
+blocks run at the same time from $DDPM_REF_EMU_CONCURRENT (default 1).
 """
 
 import sys
@@ -22,7 +23,7 @@ def all_kernels() -> int:
     for op in OPS:
         for version in VERSIONS[op]:
             inp = harness.make_inputs(op, SHAPES[harness.kind(op)], np.random.default_rng(0))
-            for bs in harness.block_sizes(op, version):
+            for bs in harness.block_sizes(op, version, SHAPES[harness.kind(op)]):
                 problems = harness.validate(op, version, lambda name: load_module("emulate", name), inp, np, bs)
                 if problems:
                     failures += 1
@@ -31,13 +32,13 @@ def all_kernels() -> int:
     return 1 if failures else 0
 
 
-def planted(kernel: str, threads: int) -> int:
+def planted(kernel: str, threads: int, blocks: int = 1) -> int:
     mod = EmulatedModule(Path(__file__).with_name("planted.cu"))
     x = np.arange(64, dtype=np.float32)
-    mod.get_function(kernel)((1,), (threads,), (x, np.empty(64, np.float32), np.int32(64)))
+    mod.get_function(kernel)((blocks,), (threads,), (x, np.empty(64, np.float32), np.int32(64)))
     print("NOTHING CAUGHT")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(all_kernels() if sys.argv[1] == "kernels" else planted(sys.argv[2], int(sys.argv[3])))
+    sys.exit(all_kernels() if sys.argv[1] == "kernels" else planted(sys.argv[2], *map(int, sys.argv[3:])))

@@ -26,6 +26,40 @@ def test_compiles_without_spills(filename, arch):
 
 
 @needs_nvrtc
+def test_limits_tables_match_ptxas():
+    """kernels/limits.py's REGISTERS and STATIC_SHARED (used by the emulator's launch checks) are what
+    ptxas reports now; after changing a kernel, `python -m kernels.nvrtc_check --table` prints them."""
+    from kernels.limits import REGISTERS, STATIC_SHARED
+
+    regs, smem = nvrtc_check.resource_table()
+    assert regs == REGISTERS
+    assert smem == STATIC_SHARED
+
+
+@needs_nvrtc
+def test_compiled_with_cupys_options():
+    """-ftz=true changes the arithmetic of subnormals: the checked binary must be compiled as CuPy compiles it."""
+    from kernels.cuda_backend import CUPY_ADDS, OPTIONS
+
+    seen = []
+    real = nvrtc_check.nvrtc()
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def compileProgram(self, prog, options):
+            seen.extend(options)
+            return real.compileProgram(prog, options)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(nvrtc_check, "nvrtc", lambda: Spy()):
+        nvrtc_check.compile_source('extern "C" __global__ void f(float* a) { a[0] = 1.0f; }', "f.cu", "sm_90")
+    assert "-ftz=true" in CUPY_ADDS and all(o in seen for o in (*OPTIONS, *CUPY_ADDS, "-arch=sm_90"))
+
+
+@needs_nvrtc
 def test_nvrtc_rejects_what_it_must():
     with pytest.raises(RuntimeError, match="INFINITY"):
         nvrtc_check.compile_source('extern "C" __global__ void f(float* a) { a[0] = INFINITY; }', "f.cu", "sm_80")

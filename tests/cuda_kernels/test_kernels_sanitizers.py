@@ -5,7 +5,8 @@
   of static shared memory (UBSan's bounds check, or ASan's global-buffer-overflow), misaligned
   vector loads.
 * ThreadSanitizer (sanitize="thread"): data races between the threads of a block, such as a
-  missing __syncthreads() (it names the two lines).
+  missing __syncthreads() (it names the two lines), and, with blocks run concurrently
+  (concurrent_blocks / $DDPM_REF_EMU_CONCURRENT), between blocks.
 
 Python is not instrumented, so each run is a child process with the sanitizer's runtime in
 LD_PRELOAD (the command is in kernels/README.md). Skipped when g++ has no libasan/libtsan.
@@ -25,13 +26,13 @@ DRIVER = HERE / "sanitizer_driver.py"
 PACKAGE_ROOT = Path(kernels.__file__).resolve().parent.parent     # so the child imports the same code
 
 
-def run_child(mode, *args, timeout=180):
+def run_child(mode, *args, timeout=300, concurrent=1):
     lib = sanitizer_runtime("libasan.so" if mode == "address" else "libtsan.so")
     if lib is None:
         pytest.skip(f"g++ has no {mode} sanitizer runtime")
     requires_emulator()
     wait_for_builds(mode)
-    env = dict(os.environ, LD_PRELOAD=lib, DDPM_REF_EMU_SANITIZE=mode,
+    env = dict(os.environ, LD_PRELOAD=lib, DDPM_REF_EMU_SANITIZE=mode, DDPM_REF_EMU_CONCURRENT=str(concurrent),
                ASAN_OPTIONS="detect_leaks=0", PYTHONPATH=os.pathsep.join(
                    [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     res = subprocess.run([sys.executable, str(DRIVER), *args], env=env, capture_output=True, text=True,
@@ -42,9 +43,10 @@ def run_child(mode, *args, timeout=180):
     return res.returncode, out
 
 
-@pytest.mark.parametrize("mode", ["address", "thread"])
-def test_every_kernel_is_clean_under_the_sanitizer(mode):
-    rc, out = run_child(mode, "kernels")
+@pytest.mark.parametrize("mode, concurrent", [("address", 1), ("thread", 2)])
+def test_every_kernel_is_clean_under_the_sanitizer(mode, concurrent):
+    """ThreadSanitizer runs two blocks at a time, so that a race between blocks would be reported too."""
+    rc, out = run_child(mode, "kernels", concurrent=concurrent)
     assert rc == 0 and "ALL OK" in out, out[-4000:]
     for report in ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
         assert report not in out, out[-4000:]
@@ -66,4 +68,12 @@ def test_tsan_names_the_race_of_a_missing_syncthreads():
     rc, out = run_child("thread", "planted", "reverse_missing_sync", "64")
     assert "WARNING: ThreadSanitizer: data race" in out, out[-4000:]
     assert f"planted.cu:{line_of('missing_sync')}" in out, out[-4000:]
+    assert rc != 0
+
+
+def test_tsan_names_a_race_between_blocks_when_blocks_run_concurrently():
+    """Blocks that run one after another cannot race; with concurrent blocks, TSan names the line."""
+    rc, out = run_child("thread", "planted", "cross_block_race", "32", "8", concurrent=4)
+    assert "WARNING: ThreadSanitizer: data race" in out, out[-4000:]
+    assert f"planted.cu:{line_of('cross_block_race')}" in out, out[-4000:]
     assert rc != 0
