@@ -4,7 +4,7 @@
     ops = kernels.get_ops("emulate")          # NumPy arrays in and out; the .cu files run on the CPU
     ops = kernels.get_ops("cuda")             # CuPy arrays in and out; the .cu files run on the GPU
     y, cache = ops.conv2d_forward(x, w, b, stride=1, padding=1)
-    net = ddpm_ref.unet.UNet(..., ops=ops)    # the U-Net's convolutions and attention, by our kernels
+    net = ddpm_ref.models.unet.UNet(..., ops=ops)    # the U-Net's convolutions and attention, by our kernels
 
 One operation per file, each with its versions: kernels/conv2d_forward.cu, conv2d_backward_data.cu,
 conv2d_backward_weight.cu, attention_forward.cu, attention_backward.cu. Read kernels/README.md first.

@@ -152,7 +152,7 @@ def unet_rows(repeats, batch):
     import cupy
 
     import kernels
-    from ddpm_ref.unet import UNet
+    from ddpm_ref.models.unet import UNet
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 8, 8)).astype(np.float32)
@@ -162,9 +162,9 @@ def unet_rows(repeats, batch):
     rows = [("U-Net forward+backward, NumPy on the CPU", batch,
              cpu_time(lambda: (cpu.forward(x, t), cpu.backward(d_eps)), max(1, repeats // 10)))]
     xg, dg = cupy.asarray(x), cupy.asarray(d_eps)
-    for version in (1, 2):
+    for version in (1, 2, 3):
         try:
-            gpu = UNet(ops=kernels.get_ops("cuda", version=version)).to_device("cuda")
+            gpu = UNet(ops=kernels.get_ops("cuda", version=version)).convert_params(cupy.asarray)
             ms = gpu_time(lambda: (gpu.forward(xg, t), gpu.backward(dg)), repeats)
         except Exception as err:
             ms = f"error: {type(err).__name__}: {err}"

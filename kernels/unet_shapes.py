@@ -24,7 +24,7 @@ WIDER = dict(image_size=16, base_channels=64, attention_resolutions=(8,))   # C 
 
 @functools.lru_cache(maxsize=None)
 def _record(items):
-    from ddpm_ref.unet import UNet
+    from ddpm_ref.models.unet import UNet
 
     cfg = dict(items)
     seen = {"conv": set(), "attention": set()}
