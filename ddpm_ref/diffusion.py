@@ -363,6 +363,12 @@ def _check_keep_range(clip_x0, clip_range, threshold, percentile) -> None:
         raise ValueError(f"percentile must be a number in (0, 1] (e.g. 0.995), got {percentile!r}")
 
 
+def _check_threshold_shape(threshold, xt) -> None:
+    if threshold is not None and (xt.ndim < 2 or xt.size == 0):
+        raise ValueError(f"threshold='dynamic' works per example: xt must have shape (N, ...) with N >= 1 and at "
+                         f"least one more non-empty axis, got {xt.shape}")
+
+
 def _v_sigma(v_sigma, xt):
     if v_sigma is None:
         return None
@@ -376,6 +382,7 @@ def _check_p_mean_variance(sched, xt, t, eps, variance, clip_x0, prediction, v_s
     check_choice("variance", variance, VARIANCES)
     _check_keep_range(clip_x0, clip_range, threshold, percentile)
     (xt, eps), dtype = images(xt=xt, eps=eps)
+    _check_threshold_shape(threshold, xt)
     t = steps(sched, t, xt)
     _check_prediction(sched, t, prediction)
     return (*_float64(xt, eps), _v_sigma(v_sigma, xt), t, dtype)
@@ -437,6 +444,7 @@ def _check_ddim_step(sched, xt, t, t_prev, eps, eta, z, clip_x0, prediction, alp
             raise ValueError("z must be given when eta > 0 (the step adds sigma_t * z)")
         z = _zeros_like(xt)
     (xt, eps, z), dtype = images(xt=xt, eps=eps, z=z)
+    _check_threshold_shape(threshold, xt)
     t = steps(sched, t, xt)
     t_prev = steps(sched, t_prev, xt, name="t_prev", lowest=0)
     _check_t_prev_below_t(t, t_prev)

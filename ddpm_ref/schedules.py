@@ -450,7 +450,7 @@ def _check_rescale_zero_terminal_snr(schedule) -> None:
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule (ddpm_ref.schedules), got {type(schedule).__name__}")
     if schedule.T < 2:
-        raise ValueError("the rescale needs T >= 2: it keeps alpha_bar_1 and sets alpha_bar_T = 0, "
+        raise ValueError("the rescale needs a schedule with T >= 2: it keeps alpha_bar_1 and sets alpha_bar_T = 0, "
                          f"which is impossible when they are the same step (T = {schedule.T})")
     if schedule.alpha_bars[schedule.T] == 0.0:
         raise ValueError("the schedule already has zero terminal SNR (alpha_bar_T = 0)")
