@@ -157,7 +157,7 @@ def _finish(x, sched, frames, return_trajectory):
     return x, traj
 
 
-def _check_sampler_options(eps_model, sched, shape, prediction, threshold, clip_x0, learn_sigma):
+def _check_sampler_options(eps_model, sched, prediction, threshold, clip_x0, learn_sigma):
     """Checks of the sampler options (the rest is ``_setup``'s); returns whether v_σ comes with the output."""
     if not isinstance(prediction, str) or prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
@@ -215,7 +215,7 @@ def sample_ddpm(eps_model, sched, shape, *, rng=0, y=None, guidance: float = 0.0
     ``"t"`` (K + 1,), the frames ``"x"`` (K + 1, N, ...) — x_t *before* the step at each kept t,
     then the final x_0 under t = 0 — and ``"x0_pred"``, the x̂_0 predicted at those steps.
     """
-    learn_sigma = _check_sampler_options(eps_model, sched, shape, prediction, threshold, clip_x0, learn_sigma)
+    learn_sigma = _check_sampler_options(eps_model, sched, prediction, threshold, clip_x0, learn_sigma)
     g, y, x, dtype = _setup(eps_model, sched, shape, rng, y, guidance, dtype)
     ts = np.arange(sched.T, 0, -1)
     keep = _frame_steps(ts, num_frames) if return_trajectory else set()
@@ -256,7 +256,7 @@ def sample_ddim(eps_model, sched, shape, *, steps: int = 50, eta: float = 0.0, r
     ``percentile``/``use_clipped_model_output``: see ``ddim_step`` (by default ε is recomputed from
     the kept x̂_0). A learned-variance model's v_σ is split off and unused: DDIM's σ comes from η.
     """
-    learn_sigma = _check_sampler_options(eps_model, sched, shape, prediction, threshold, clip_x0, learn_sigma)
+    learn_sigma = _check_sampler_options(eps_model, sched, prediction, threshold, clip_x0, learn_sigma)
     g, y, x, dtype = _setup(eps_model, sched, shape, rng, y, guidance, dtype)
     if spacing is None:
         ts = ddim_timesteps(sched.T, steps)
