@@ -41,7 +41,8 @@ def check_recoverable(sched: Schedule, t) -> None:
     if np.any(sched.alpha_bars[t] <= 0):
         bad = np.unique(np.asarray(t)[sched.alpha_bars[np.asarray(t)] <= 0])
         raise ValueError(f"x_0 cannot be recovered where alpha_bar_t = 0 (a beta of 1 in the schedule sched, "
-                         f"at t = {', '.join(map(str, bad))}); use t with alpha_bar_t > 0")
+                         f"at t = {', '.join(map(str, bad))}); use t with alpha_bar_t > 0, or a network with "
+                         f"prediction='v' or 'x0' (zero terminal SNR)")
 
 
 class RangeError(ValueError):

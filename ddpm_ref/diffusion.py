@@ -23,7 +23,17 @@ converts every argument (``_check_<function>``, at the end of this module), and 
 are the equation. Arguments are checked once; the math trusts them. A result that does not fit the
 output dtype (e.g. float32 inputs near 3.4e38) raises ``ValueError`` rather than returning ±inf.
 
-Layer: math. Imports ``ddpm_ref.schedules``, ``ddpm_ref.likelihood`` and the shared checks in
+**What the network predicts** (``prediction``): ε (Ho et al., the default and the equations below),
+x_0 or v (Salimans & Ho 2022); ``ddpm_ref.prediction`` converts between them and is re-exported here
+(``v_target``, ``eps_from_prediction``, ``x0_from_prediction``), as is ``sampling_timesteps``
+(``ddpm_ref.timesteps``). With prediction="x0" or "v" the reverse steps are written as
+μ̃_t(x_t, x̂_0) (eq. 7), which stays finite at t = T of a zero-terminal-SNR schedule (ᾱ_T = 0,
+``ddpm_ref.schedules.rescale_zero_terminal_snr``): there eq. 11 divides by √α_T = 0, while in
+μ̃_T the coefficient of x_T is √α_T(1 − ᾱ_{T−1})/(1 − ᾱ_T) = 0. ε-prediction cannot recover x_0
+there and raises ValueError.
+
+Layer: math. Imports ``ddpm_ref.schedules``, ``ddpm_ref.likelihood``, ``ddpm_ref.prediction``,
+``ddpm_ref.timesteps``, ``ddpm_ref.learned_variance`` and the shared checks in
 ``ddpm_ref._math_checks``; never ``ddpm_ref.elbo``, which builds on this module. The variational
 bound (``prior_bpd``, ``vb_term_bpd``, ``vlb_terms``, ``vlb_estimate``) is imported from
 ``ddpm_ref.elbo``; the Gaussian densities (``normal_kl``, ``discretized_gaussian_log_likelihood``)
@@ -38,8 +48,11 @@ import numpy as np
 
 from ddpm_ref._checks import check_choice, check_timesteps
 from ddpm_ref._math_checks import at, check_recoverable, check_schedule, finite_as, images, per_example, steps
+from ddpm_ref.learned_variance import learned_log_variance
 from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, normal_kl  # noqa: F401 (re-exported)
+from ddpm_ref.prediction import PREDICTIONS, dynamic_threshold, eps_from_prediction, v_target, x0_from_prediction
 from ddpm_ref.schedules import Schedule
+from ddpm_ref.timesteps import SPACINGS, sampling_timesteps  # noqa: F401 (re-exported)
 
 __all__ = [
     "q_step",
@@ -52,12 +65,20 @@ __all__ = [
     "ddim_sigma",
     "loss_simple",
     "loss_simple_grad",
+    "training_target",
+    "v_target",
+    "eps_from_prediction",
+    "x0_from_prediction",
+    "sampling_timesteps",
+    "PREDICTIONS",
+    "THRESHOLDS",
     "normal_kl",
     "discretized_gaussian_log_likelihood",
     "VARIANCES",
 ]
 
 VARIANCES = ("fixed_small", "fixed_large")  # σ_t² = β̃_t or β_t (Ho et al. sec. 3.2)
+THRESHOLDS = (None, "dynamic")               # x̂_0 kept in range by clipping only, or Saharia et al.'s thresholding
 
 
 # ------------------------------------------------------------------ the forward process q
@@ -121,39 +142,65 @@ def predict_x0(sched: Schedule, xt, t, eps):
 
 
 # ------------------------------------------------------------------ the reverse process p_θ
-def p_mean_variance(sched: Schedule, xt, t, eps, variance: str = "fixed_small", clip_x0: bool = False):
-    r"""Mean and variance of p_θ(x_{t−1} | x_t) for the ε-parameterisation (Ho et al. 2020, eq. 11):
+def _x0_hat(sched: Schedule, xt, t, pred, prediction, clip_x0, clip_range, threshold, percentile):
+    """x̂_0 in data units from the network's output, clipped or thresholded as asked (trusts its caller)."""
+    x0 = predict_x0(sched, xt, t, pred) if prediction == "eps" else x0_from_prediction(sched, xt, t, pred, prediction)
+    if threshold == "dynamic":
+        return dynamic_threshold(x0, percentile)                               # Saharia et al. 2022
+    return np.clip(x0, -clip_range, clip_range) if clip_x0 else x0           # diffusers' clip_sample(_range)
 
-    .. math::  \mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1 - \bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big),
-               \qquad \sigma_t^2 = \tilde\beta_t \ (\text{"fixed\_small"}) \ \text{or}\ \beta_t \ (\text{"fixed\_large"})
 
-    μ_θ equals μ̃_t(x_t, x̂_0) with x̂_0 from ``predict_x0``. With ``clip_x0=True`` x̂_0 is clipped
-    to [−1, 1] first and the mean is μ̃_t(x_t, clip(x̂_0)), as improved-diffusion and diffusers do
-    by default; it is off by default here because Algorithm 2 has no clipping.
-    Returns ``(mean, variance)``, both of the images' shape.
+def p_mean_variance(sched: Schedule, xt, t, eps, variance: str = "fixed_small", clip_x0: bool = False, *,
+                    prediction: str = "eps", v_sigma=None, clip_range: float = 1.0, threshold=None,
+                    percentile: float = 0.995):
+    r"""Mean and variance of p_θ(x_{t−1} | x_t) (Ho et al. 2020, eq. 11 for the ε-parameterisation):
+
+    .. math::  \mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1 - \bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big)
+               = \tilde\mu_t(x_t, \hat x_0), \qquad
+               \sigma_t^2 = \tilde\beta_t \ (\text{"fixed\_small"}) \ \text{or}\ \beta_t \ (\text{"fixed\_large"})
+
+    ``eps`` is the network's output: ε (``prediction="eps"``, eq. 11 as written), x_0 or v; for
+    "x0" and "v" the mean is μ̃_t(x_t, x̂_0) (eq. 7) with x̂_0 from ``x0_from_prediction``, which is
+    finite at t = T of a zero-terminal-SNR schedule. ``v_sigma`` (the images' shape): a learned
+    variance, σ_t² = exp(v log β_t + (1 − v) log β̃_t) (Nichol & Dhariwal 2021, eq. 15) instead of
+    ``variance``. Keeping x̂_0 in range (off by default: Algorithm 2 has none): ``clip_x0=True``
+    clips it to [−clip_range, clip_range] (diffusers' ``clip_sample``/``clip_sample_range``);
+    ``threshold="dynamic"`` applies Saharia et al.'s dynamic thresholding at ``percentile``
+    (diffusers' ``thresholding`` with ``dynamic_thresholding_ratio``; not together with clip_x0);
+    the mean is then μ̃_t(x_t, x̂_0) of the kept x̂_0. Returns ``(mean, variance)``, of the images' shape.
     """
-    xt, eps, t, dtype = _check_p_mean_variance(sched, xt, t, eps, variance)
+    xt, eps, v_sigma, t, dtype = _check_p_mean_variance(sched, xt, t, eps, variance, clip_x0, prediction,
+                                                        v_sigma, clip_range, threshold, percentile)
     nd = xt.ndim
-    mean = at(sched.sqrt_recip_alphas, t, nd) * (xt - at(sched.eps_coef, t, nd) * eps)           # eq. 11
-    var = at(sched.posterior_variance if variance == "fixed_small" else sched.betas, t, nd)     # σ_t²
-    if clip_x0:
-        x0_clipped = np.clip(predict_x0(sched, xt, t, eps), -1.0, 1.0)
-        mean = q_posterior(sched, x0_clipped, xt, t)[0]                                          # μ̃_t(x_t, clip(x̂_0))
+    if prediction == "eps" and not clip_x0 and threshold is None:
+        mean = at(sched.sqrt_recip_alphas, t, nd) * (xt - at(sched.eps_coef, t, nd) * eps)       # eq. 11
+    else:
+        x0_hat = _x0_hat(sched, xt, t, eps, prediction, clip_x0, clip_range, threshold, percentile)
+        mean = q_posterior(sched, x0_hat, xt, t)[0]                                              # μ̃_t(x_t, x̂_0), eq. 7
+    if v_sigma is None:
+        var = at(sched.posterior_variance if variance == "fixed_small" else sched.betas, t, nd)  # σ_t²
+    else:
+        var = np.exp(learned_log_variance(sched, t, v_sigma))                                    # eq. 15 (N&D)
     return (finite_as(mean, dtype, "p_mean_variance", "xt, eps"),
-            finite_as(np.broadcast_to(var, xt.shape), dtype, "p_mean_variance", "t"))
+            finite_as(np.broadcast_to(var, xt.shape), dtype, "p_mean_variance", "t, v_sigma"))
 
 
-def ddpm_step(sched: Schedule, xt, t, eps, z, variance: str = "fixed_small", clip_x0: bool = False):
+def ddpm_step(sched: Schedule, xt, t, eps, z, variance: str = "fixed_small", clip_x0: bool = False, *,
+              prediction: str = "eps", v_sigma=None, clip_range: float = 1.0, threshold=None,
+              percentile: float = 0.995):
     r"""One step of Algorithm 2 (Ho et al. 2020), x_t → x_{t−1}:
 
     .. math::  x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{1 - \alpha_t}{\sqrt{1 - \bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big) + \sigma_t z
 
     with z ~ N(0, I) for t > 1 and **no noise at t = 1** (z is ignored there; it may be None when
-    every t is 1). σ_t² = β̃_t ("fixed_small") or β_t ("fixed_large"). ``clip_x0`` is off by
-    default because Algorithm 2 has none (see ``p_mean_variance``). At t = 1 the result is b·x̂_0.
+    every t is 1). σ_t² = β̃_t ("fixed_small") or β_t ("fixed_large"), or learned (``v_sigma``).
+    ``prediction``, ``v_sigma``, ``clip_x0``, ``clip_range``, ``threshold``, ``percentile``: as in
+    ``p_mean_variance`` (x0/v: the mean is μ̃_t(x_t, x̂_0), so the step runs through t = T when
+    ᾱ_T = 0). At t = 1 the result is b·x̂_0.
     """
-    xt, eps, z, t, dtype = _check_ddpm_step(sched, xt, t, eps, z, variance)
-    mean, var = p_mean_variance(sched, xt, t, eps, variance, clip_x0)       # float64, as the checked inputs are
+    xt, eps, z, v_sigma, t, dtype = _check_ddpm_step(sched, xt, t, eps, z, variance, prediction, v_sigma)
+    mean, var = p_mean_variance(sched, xt, t, eps, variance, clip_x0, prediction=prediction, v_sigma=v_sigma,
+                                clip_range=clip_range, threshold=threshold, percentile=percentile)
     no_noise_at_1 = per_example(np.asarray(t) > 1, xt.ndim)                  # 0 where t = 1
     x_prev = mean + no_noise_at_1 * np.sqrt(var) * z
     return finite_as(x_prev, dtype, "ddpm_step", "xt, eps, z")
@@ -173,7 +220,9 @@ def ddim_sigma(sched: Schedule, t, t_prev, eta: float = 0.0):
     return sigma if isinstance(sigma, np.ndarray) else float(sigma)
 
 
-def ddim_step(sched: Schedule, xt, t, t_prev, eps, eta: float = 0.0, z=None, clip_x0: bool = False):
+def ddim_step(sched: Schedule, xt, t, t_prev, eps, eta: float = 0.0, z=None, clip_x0: bool = False, *,
+              prediction: str = "eps", alpha_bar_prev=None, clip_range: float = 1.0, threshold=None,
+              percentile: float = 0.995, use_clipped_model_output: bool = True):
     r"""One DDIM step x_t → x_{t_prev} (Song et al. 2021, eq. 12, written with our ᾱ for their α):
 
     .. math::
@@ -185,18 +234,32 @@ def ddim_step(sched: Schedule, xt, t, t_prev, eps, eta: float = 0.0, z=None, cli
     t_prev = 0 means ᾱ = 1, so the last step returns the predicted (b·)x_0. η = 0 is deterministic
     (z unused); η > 0 needs z. η = 1 with t_prev = t − 1 is the DDPM step with σ_t² = β̃_t.
 
-    ``clip_x0`` (off by default) clips the predicted x_0 to [−1, 1] **and** replaces ε_θ in the
-    direction term by the ε that the clipped x̂_0 implies, ε = (x_t − √ᾱ_t·x̂_0)/√(1 − ᾱ_t). That is
-    diffusers' ``DDIMScheduler.step`` with ``use_clipped_model_output=True``; by default diffusers
-    clips x̂_0 (``clip_sample=True``) but keeps the model's own ε in the direction term.
+    ``prediction`` ("eps", "x0", "v"): what ``eps`` holds; x̂_0 and ε̂ come from
+    ``x0_from_prediction``/``eps_from_prediction`` (for x0/v finite at t = T when ᾱ_T = 0).
+    ``alpha_bar_prev`` (a number in [ᾱ_t, 1]): the ᾱ of the step's target instead of ᾱ_{t_prev};
+    diffusers' ``set_alpha_to_one=False`` ends on ᾱ_1: pass t_prev = 0 and alpha_bar_prev = ᾱ_1.
+
+    Keeping x̂_0 in range (off by default): ``clip_x0`` clips it to [−clip_range, clip_range],
+    ``threshold="dynamic"`` thresholds it (Saharia et al., ``percentile``). Then, by default
+    (``use_clipped_model_output=True``), ε in the direction term is **recomputed from the kept
+    x̂_0**, ε = (x_t − √ᾱ_t·b·x̂_0)/√(1 − ᾱ_t): diffusers' ``DDIMScheduler.step`` with
+    ``use_clipped_model_output=True``, not its default. ``use_clipped_model_output=False`` keeps the
+    model's own ε̂ there, as diffusers does by default.
     """
-    xt, eps, z, t, t_prev, eta, dtype = _check_ddim_step(sched, xt, t, t_prev, eps, eta, z)
-    nd = xt.ndim
-    sigma = per_example(ddim_sigma(sched, t, t_prev, eta), nd)                           # eq. 16
-    ab_prev = at(sched.alpha_bars, t_prev, nd)
-    x0_pred = sched.input_scale * predict_x0(sched, xt, t, eps)                          # predicted (b·)x_0
-    if clip_x0:
-        x0_pred = np.clip(x0_pred, -sched.input_scale, sched.input_scale)
+    (xt, eps, z, t, t_prev, eta, ab_prev, dtype) = _check_ddim_step(
+        sched, xt, t, t_prev, eps, eta, z, clip_x0, prediction, alpha_bar_prev, clip_range, threshold, percentile)
+    nd, b = xt.ndim, sched.input_scale
+    if ab_prev is None:
+        ab_prev = at(sched.alpha_bars, t_prev, nd)
+        sigma = per_example(ddim_sigma(sched, t, t_prev, eta), nd)                            # eq. 16
+    else:                                                                                      # eq. 16, given ᾱ_prev
+        ab_t = at(sched.alpha_bars, t, nd)
+        sigma = eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab_t)) * np.sqrt(1.0 - ab_t / ab_prev)
+    pred = eps
+    x0_pred = b * _x0_hat(sched, xt, t, pred, prediction, clip_x0, clip_range, threshold, percentile)  # (b·)x̂_0
+    if prediction != "eps":
+        eps = eps_from_prediction(sched, xt, t, pred, prediction)                             # ε̂ from x̂_0 or v̂
+    if (clip_x0 or threshold is not None) and use_clipped_model_output:
         eps = (xt - at(sched.sqrt_alpha_bars, t, nd) * x0_pred) / at(sched.sqrt_one_minus_alpha_bars, t, nd)
     direction = np.sqrt(np.maximum(1.0 - ab_prev - sigma ** 2, 0.0)) * eps               # ≥ 0 up to rounding
     x_prev = np.sqrt(ab_prev) * x0_pred + direction + sigma * z                          # eq. 12
@@ -226,6 +289,20 @@ def loss_simple_grad(eps, eps_pred):
     eps, eps_pred, grad_dtype = _check_loss_simple(eps, eps_pred)
     grad = (4.0 / eps.size) * (0.5 * eps_pred - 0.5 * eps)      # 2(ε_θ − ε)/M, without overflow in ε_θ − ε
     return finite_as(grad, grad_dtype, "loss_simple_grad", "eps, eps_pred")
+
+
+def training_target(sched: Schedule, x0, t, noise, prediction: str = "eps"):
+    r"""What the network is trained to output for x_t = q_sample(x0, t, noise), by ``prediction``:
+
+    .. math::  \epsilon \ (\text{"eps"}, \text{eq. 14}), \qquad x_0 \ (\text{"x0"}, \text{data units}), \qquad
+               v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1 - \bar\alpha_t}\, b\, x_0 \ (\text{"v"}, \text{Salimans \& Ho 2022})
+
+    L_simple is then ``loss_simple(training_target(...), pred)``. The input dtype out.
+    """
+    x0, noise, t, dtype = _check_training_target(sched, x0, t, noise, prediction)
+    if prediction == "v":
+        return v_target(sched, x0, t, noise).astype(dtype, copy=False)
+    return (noise if prediction == "eps" else x0).astype(dtype, copy=False)
 
 
 # ------------------------------------------------------------------ argument checks, one per public function
@@ -264,12 +341,54 @@ def _check_predict_x0(sched, xt, t, eps):
     return (*_float64(xt, eps), t, dtype)
 
 
-def _check_p_mean_variance(sched, xt, t, eps, variance):
+def _check_prediction(sched, t, prediction) -> None:
+    """prediction is one of PREDICTIONS; ε-prediction needs ᾱ_t > 0 (x̂_0 divides by √ᾱ_t, eq. 11 by √α_t)."""
+    check_choice("prediction", prediction, PREDICTIONS)
+    if prediction == "eps":
+        check_recoverable(sched, t)
+
+
+def _check_keep_range(clip_x0, clip_range, threshold, percentile) -> None:
+    if not isinstance(clip_x0, (bool, np.bool_)):
+        raise ValueError(f"clip_x0 must be True or False, got {clip_x0!r}")
+    if isinstance(clip_range, bool) or not isinstance(clip_range, numbers.Real) or not np.isfinite(clip_range) \
+            or clip_range <= 0:
+        raise ValueError(f"clip_range must be a finite number > 0 (x̂_0 is clipped to [-clip_range, clip_range]), "
+                         f"got {clip_range!r}")
+    check_choice("threshold", threshold, THRESHOLDS)
+    if threshold is not None and clip_x0:
+        raise ValueError("threshold='dynamic' and clip_x0=True both keep x̂_0 in range: choose one "
+                         "(diffusers' thresholding takes precedence over clip_sample)")
+    if isinstance(percentile, bool) or not isinstance(percentile, numbers.Real) or not 0 < percentile <= 1:
+        raise ValueError(f"percentile must be a number in (0, 1] (e.g. 0.995), got {percentile!r}")
+
+
+def _check_threshold_shape(threshold, xt) -> None:
+    if threshold is not None and (xt.ndim < 2 or xt.size == 0):
+        raise ValueError(f"threshold='dynamic' works per example: xt must have shape (N, ...) with N >= 1 and at "
+                         f"least one more non-empty axis, got {xt.shape}")
+
+
+def _v_sigma(v_sigma, xt):
+    if v_sigma is None:
+        return None
+    (v_sigma, _), _ = images(v_sigma=v_sigma, xt=xt)
+    return v_sigma.astype(np.float64, copy=False)
+
+
+def _check_p_mean_variance(sched, xt, t, eps, variance, clip_x0, prediction, v_sigma, clip_range, threshold,
+                           percentile):
+    check_schedule(sched)
     check_choice("variance", variance, VARIANCES)
-    return _check_predict_x0(sched, xt, t, eps)   # ᾱ_t > 0 also means α_t > 0: eq. 11 divides by both
+    _check_keep_range(clip_x0, clip_range, threshold, percentile)
+    (xt, eps), dtype = images(xt=xt, eps=eps)
+    _check_threshold_shape(threshold, xt)
+    t = steps(sched, t, xt)
+    _check_prediction(sched, t, prediction)
+    return (*_float64(xt, eps), _v_sigma(v_sigma, xt), t, dtype)
 
 
-def _check_ddpm_step(sched, xt, t, eps, z, variance):
+def _check_ddpm_step(sched, xt, t, eps, z, variance, prediction, v_sigma):
     check_schedule(sched)
     check_choice("variance", variance, VARIANCES)
     if z is None:
@@ -278,8 +397,8 @@ def _check_ddpm_step(sched, xt, t, eps, z, variance):
         z = _zeros_like(xt)
     (xt, eps, z), dtype = images(xt=xt, eps=eps, z=z)
     t = steps(sched, t, xt)
-    check_recoverable(sched, t)
-    return (*_float64(xt, eps, z), t, dtype)
+    _check_prediction(sched, t, prediction)
+    return (*_float64(xt, eps, z), _v_sigma(v_sigma, xt), t, dtype)
 
 
 def _check_eta(eta) -> float:
@@ -304,23 +423,44 @@ def _check_t_prev_below_t(t, t_prev) -> None:
         raise ValueError("t_prev must be smaller than t (DDIM steps go from t down to t_prev, 0 <= t_prev < t)")
 
 
-def _check_ddim_step(sched, xt, t, t_prev, eps, eta, z):
+def _check_alpha_bar_prev(sched, t, alpha_bar_prev):
+    if alpha_bar_prev is None:
+        return None
+    if isinstance(alpha_bar_prev, bool) or not isinstance(alpha_bar_prev, numbers.Real) \
+            or not np.isfinite(alpha_bar_prev) or not 0 < alpha_bar_prev <= 1 \
+            or np.any(sched.alpha_bars[t] > alpha_bar_prev):
+        raise ValueError(f"alpha_bar_prev must be a number in [alpha_bar_t, 1] (the ᾱ the step goes to, e.g. "
+                         f"alpha_bar_1 for diffusers' set_alpha_to_one=False), got {alpha_bar_prev!r}")
+    return float(alpha_bar_prev)
+
+
+def _check_ddim_step(sched, xt, t, t_prev, eps, eta, z, clip_x0, prediction, alpha_bar_prev, clip_range, threshold,
+                     percentile):
     check_schedule(sched)
     eta = _check_eta(eta)
+    _check_keep_range(clip_x0, clip_range, threshold, percentile)
     if z is None:
         if eta > 0:
             raise ValueError("z must be given when eta > 0 (the step adds sigma_t * z)")
         z = _zeros_like(xt)
     (xt, eps, z), dtype = images(xt=xt, eps=eps, z=z)
+    _check_threshold_shape(threshold, xt)
     t = steps(sched, t, xt)
     t_prev = steps(sched, t_prev, xt, name="t_prev", lowest=0)
     _check_t_prev_below_t(t, t_prev)
-    check_recoverable(sched, t)
-    ab_prev, ab_t = sched.alpha_bars[t_prev], sched.alpha_bars[t]
-    sigma2 = eta ** 2 * (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev)
-    if np.any(1.0 - ab_prev - sigma2 < -1e-12):      # rounding may leave −1e-17 when η = 1
+    _check_prediction(sched, t, prediction)
+    ab_prev = _check_alpha_bar_prev(sched, t, alpha_bar_prev)
+    ab_t = sched.alpha_bars[t]
+    ab_to = sched.alpha_bars[t_prev] if ab_prev is None else ab_prev
+    sigma2 = eta ** 2 * (1.0 - ab_to) / (1.0 - ab_t) * (1.0 - ab_t / ab_to)
+    if np.any(1.0 - ab_to - sigma2 < -1e-12):      # rounding may leave −1e-17 when η = 1
         raise ValueError(f"eta={eta} is too large for this step: 1 - alpha_bar_prev - sigma^2 < 0")
-    return (*_float64(xt, eps, z), t, t_prev, eta, dtype)
+    return (*_float64(xt, eps, z), t, t_prev, eta, ab_prev, dtype)
+
+
+def _check_training_target(sched, x0, t, noise, prediction):
+    check_choice("prediction", prediction, PREDICTIONS)
+    return _check_q_sample(sched, x0, t, noise)
 
 
 def _check_loss_simple(eps, eps_pred):

@@ -28,7 +28,7 @@ import numpy as np
 
 from ddpm_ref._checks import check_choice, check_float_array, check_positive_int
 from ddpm_ref._math_checks import at, check_schedule, finite_as, images, names_range_errors, steps
-from ddpm_ref.diffusion import VARIANCES, p_mean_variance, q_posterior, q_sample
+from ddpm_ref.diffusion import PREDICTIONS, VARIANCES, eps_from_prediction, p_mean_variance, q_posterior, q_sample
 from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, normal_kl
 from ddpm_ref.schedules import Schedule
 
@@ -51,7 +51,8 @@ def prior_bpd(sched: Schedule, x0) -> np.ndarray:
 
 
 @names_range_errors("x0, xt, eps")
-def vb_term_bpd(sched: Schedule, x0, xt, t, eps, variance: str = "fixed_small", clip_x0: bool = False):
+def vb_term_bpd(sched: Schedule, x0, xt, t, eps, variance: str = "fixed_small", clip_x0: bool = False, *,
+                prediction: str = "eps"):
     r"""L_{t−1} in bits/dim per example (shape (N,)), for x_t drawn from q(x_t | x_0):
 
     * t ≥ 2: D_KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t)) (eq. 5), both Gaussians; q from
@@ -60,12 +61,14 @@ def vb_term_bpd(sched: Schedule, x0, xt, t, eps, variance: str = "fixed_small", 
       discretized to the 256 levels, with variance β̃_2 (``posterior_log_variance_clipped[1]``)
       for *both* variance choices, as improved-diffusion does (β̃_1 = 0 would make it degenerate).
 
-    x0 must lie on the 256-level grid of [−1, 1]; eps is ε_θ(x_t, t); t an int or an array (N,).
+    x0 must lie on the 256-level grid of [−1, 1]; eps is the network's output, ε_θ(x_t, t) or, with
+    ``prediction="x0"``/``"v"``, its x̂_0 or v̂ (μ_θ = μ̃_t(x_t, x̂_0), see ``p_mean_variance``);
+    t an int or an array (N,).
     """
-    x0, xt, t, eps, at_1 = _check_vb_term_bpd(sched, x0, xt, t, eps, variance)
+    x0, xt, t, eps, at_1 = _check_vb_term_bpd(sched, x0, xt, t, eps, variance, prediction)
     nd, b = xt.ndim, sched.input_scale
     true_mean, _ = q_posterior(sched, x0, xt, t)                                      # μ̃_t, eq. 7
-    model_mean, _ = p_mean_variance(sched, xt, t, eps, variance, clip_x0)             # μ_θ, eq. 11
+    model_mean, _ = p_mean_variance(sched, xt, t, eps, variance, clip_x0, prediction=prediction)  # μ_θ, eq. 11
     true_logvar = at(sched.posterior_log_variance_clipped, t, nd)                     # log β̃_t
     model_logvar = true_logvar if variance == "fixed_small" else np.log(at(sched.betas, t, nd))
     vb = _mean_flat(normal_kl(true_mean, true_logvar, model_mean, model_logvar)) / _LOG2          # L_{t−1}, eq. 5
@@ -77,8 +80,8 @@ def vb_term_bpd(sched: Schedule, x0, xt, t, eps, variance: str = "fixed_small", 
 
 @names_range_errors("x0, eps_model")
 def vlb_terms(sched: Schedule, eps_model, x0, rng, variance: str = "fixed_small", *,
-              clip_x0: bool = False, progress: bool = False) -> dict:
-    r"""The whole bound L = L_T + Σ_{t=2}^T L_{t−1} + L_0 of eq. 5 for an ε-model, per example, in bits/dim.
+              clip_x0: bool = False, progress: bool = False, prediction: str = "eps") -> dict:
+    r"""The whole bound L = L_T + Σ_{t=2}^T L_{t−1} + L_0 of eq. 5 for a model, per example, in bits/dim.
 
     For each t = 1..T one x_t ~ q(x_t | x_0) is drawn per example (so the sum is a one-sample
     Monte Carlo estimate over x_t, exact in each KL given x_t) and ``eps_model(xt, t_array)`` is
@@ -87,17 +90,21 @@ def vlb_terms(sched: Schedule, eps_model, x0, rng, variance: str = "fixed_small"
     * ``"prior_bpd"`` (N,): L_T;
     * ``"vb_bpd"`` (N, T): column t − 1 holds L_{t−1} (column 0 is the decoder term L_0);
     * ``"total_bpd"`` (N,): prior_bpd + vb_bpd.sum(axis=1), an upper bound on −log₂ p(x_0) per dim;
-    * ``"mse"`` (N, T): mean over dims of (ε_θ − ε)² at each t (the L_simple integrand).
+    * ``"mse"`` (N, T): mean over dims of (ε̂ − ε)² at each t (the ε-MSE; with ``prediction`` "x0" or
+      "v" the model's output is converted to ε̂ first, by ``eps_from_prediction``).
+
+    ``prediction``: what ``eps_model`` returns, "eps" (default), "x0" or "v".
     """
-    x0, rng = _check_vlb_terms(sched, eps_model, x0, rng, variance)
+    x0, rng = _check_vlb_terms(sched, eps_model, x0, rng, variance, prediction)
     prior = prior_bpd(sched, x0)                                                                   # L_T
-    vb, mse = _terms_at(sched, eps_model, x0, np.arange(1, sched.T + 1), rng, variance, clip_x0, progress)
+    vb, mse = _terms_at(sched, eps_model, x0, np.arange(1, sched.T + 1), rng, variance, clip_x0, progress,
+                        prediction)
     return {"prior_bpd": prior, "vb_bpd": vb, "total_bpd": prior + vb.sum(axis=1), "mse": mse}
 
 
 @names_range_errors("x0, eps_model")
 def vlb_estimate(sched: Schedule, eps_model, x0, rng, num_t: int, variance: str = "fixed_small", *,
-                 clip_x0: bool = False, return_terms: bool = False):
+                 clip_x0: bool = False, return_terms: bool = False, prediction: str = "eps"):
     r"""An unbiased estimate of ``vlb_terms(...)["total_bpd"]`` from num_t of the T timesteps.
 
     .. math::  \hat L = L_T + \frac{T}{m} \sum_{t \in S} L_{t-1}, \qquad S \subset \{1..T\},\ |S| = m
@@ -105,12 +112,12 @@ def vlb_estimate(sched: Schedule, eps_model, x0, rng, num_t: int, variance: str 
     S is drawn uniformly without replacement (each t is in S with probability m/T, hence the
     importance weight T/m), so E[L̂] = L; with m = T it is the full sum. Returns the (N,) float64
     estimate, or with ``return_terms=True`` a dict with ``"total_bpd"``, ``"prior_bpd"``,
-    ``"t"`` (the sorted S) and ``"vb_bpd"`` (N, m).
+    ``"t"`` (the sorted S) and ``"vb_bpd"`` (N, m). ``prediction`` as for ``vlb_terms``.
     """
-    x0, rng, num_t = _check_vlb_estimate(sched, eps_model, x0, rng, num_t, variance)
+    x0, rng, num_t = _check_vlb_estimate(sched, eps_model, x0, rng, num_t, variance, prediction)
     ts = np.sort(rng.choice(sched.T, size=num_t, replace=False)) + 1                 # S, in 1..T
     prior = prior_bpd(sched, x0)
-    vb, _ = _terms_at(sched, eps_model, x0, ts, rng, variance, clip_x0, False)
+    vb, _ = _terms_at(sched, eps_model, x0, ts, rng, variance, clip_x0, False, prediction)
     total = prior + (sched.T / num_t) * vb.sum(axis=1)
     if return_terms:
         return {"total_bpd": total, "prior_bpd": prior, "t": ts, "vb_bpd": vb}
@@ -132,7 +139,7 @@ def _call_model(eps_model, xt: np.ndarray, t: int) -> np.ndarray:
     return eps
 
 
-def _terms_at(sched, eps_model, x0, timesteps, rng, variance, clip_x0, progress):
+def _terms_at(sched, eps_model, x0, timesteps, rng, variance, clip_x0, progress, prediction="eps"):
     """L_{t−1} (N, len(timesteps)) and the ε MSE, drawing one x_t ~ q(x_t|x_0) per example and t."""
     vb = np.empty((x0.shape[0], len(timesteps)))
     mse = np.empty_like(vb)
@@ -146,7 +153,9 @@ def _terms_at(sched, eps_model, x0, timesteps, rng, variance, clip_x0, progress)
         noise = rng.standard_normal(x0.shape, dtype=x0.dtype)
         xt = q_sample(sched, x0, t, noise)
         eps = _call_model(eps_model, xt, t)
-        vb[:, j] = vb_term_bpd(sched, x0, xt, t, eps, variance=variance, clip_x0=clip_x0)
+        vb[:, j] = vb_term_bpd(sched, x0, xt, t, eps, variance=variance, clip_x0=clip_x0, prediction=prediction)
+        if prediction != "eps":
+            eps = eps_from_prediction(sched, xt, t, eps, prediction)
         with np.errstate(over="ignore"):           # (ε_θ − ε)² beyond 1e308 is refused just below
             mse[:, j] = _mean_flat((eps.astype(np.float64) - noise) ** 2)
     return vb, finite_as(mse, np.float64, "the mean squared error of eps_model", "eps_model outputs")
@@ -168,10 +177,11 @@ def _check_prior_bpd(sched, x0):
     return _batch("x0", x0).astype(np.float64, copy=False)
 
 
-def _check_vb_term_bpd(sched, x0, xt, t, eps, variance):
+def _check_vb_term_bpd(sched, x0, xt, t, eps, variance, prediction):
     """The images as float64, t, and the rows where t = 1 (the decoder term) as a boolean (N,)."""
     check_schedule(sched)
     check_choice("variance", variance, VARIANCES)
+    check_choice("prediction", prediction, PREDICTIONS)
     (x0, xt, eps), _ = images(x0=x0, xt=xt, eps=eps)
     x0 = _batch("x0", x0)
     if np.any(np.abs(x0) > 1.0 + 1e-6):
@@ -189,9 +199,10 @@ def _check_rng(rng) -> np.random.Generator:
     raise ValueError(f"rng must be a numpy.random.Generator or a seed (an integer >= 0), got {type(rng).__name__}")
 
 
-def _check_vlb_terms(sched, eps_model, x0, rng, variance):
+def _check_vlb_terms(sched, eps_model, x0, rng, variance, prediction):
     check_schedule(sched)
     check_choice("variance", variance, VARIANCES)
+    check_choice("prediction", prediction, PREDICTIONS)
     if not callable(eps_model):
         raise ValueError(f"eps_model must be callable as eps_model(xt, t), got {type(eps_model).__name__}")
     x0 = _batch("x0", x0)
@@ -200,8 +211,8 @@ def _check_vlb_terms(sched, eps_model, x0, rng, variance):
     return x0, _check_rng(rng)
 
 
-def _check_vlb_estimate(sched, eps_model, x0, rng, num_t, variance):
-    x0, rng = _check_vlb_terms(sched, eps_model, x0, rng, variance)
+def _check_vlb_estimate(sched, eps_model, x0, rng, num_t, variance, prediction):
+    x0, rng = _check_vlb_terms(sched, eps_model, x0, rng, variance, prediction)
     num_t = check_positive_int("num_t", num_t)
     if num_t > sched.T:
         raise ValueError(f"num_t must be in 1..T = 1..{sched.T}, got {num_t}")

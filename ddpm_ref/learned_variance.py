@@ -1,6 +1,6 @@
 r"""Learned reverse-process variances and the hybrid loss (Nichol & Dhariwal 2021, "Improved DDPM").
 
-Layer: math. Imports NumPy, ``ddpm_ref._checks``, ``ddpm_ref.schedules``, ``ddpm_ref.likelihood``
+Layer: math. Imports NumPy, ``ddpm_ref._checks``, ``ddpm_ref._math_checks``, ``ddpm_ref.schedules``, ``ddpm_ref.likelihood``
 and ``ddpm_ref.prediction`` (same layer).
 
 Ho et al. fix σ_t² at β_t or β̃_t. Nichol & Dhariwal let the network choose between the two, per
@@ -33,6 +33,7 @@ import numbers
 import numpy as np
 
 from ddpm_ref._checks import check_positive_int
+from ddpm_ref._math_checks import finite_as
 from ddpm_ref.likelihood import discretized_gaussian_log_likelihood, normal_kl
 from ddpm_ref.prediction import _check_inputs, _coef, v_target, x0_from_prediction
 from ddpm_ref.schedules import Schedule
@@ -67,7 +68,7 @@ def learned_log_variance(schedule: Schedule, t, v_sigma):
     (v,), dtype, t = _check_inputs(schedule, t, v_sigma=v_sigma)
     nd = v.ndim
     log_var = v * _coef(_log_beta(schedule), t, nd) + (1.0 - v) * _coef(schedule.posterior_log_variance_clipped, t, nd)  # eq. 15
-    return np.asarray(log_var).astype(dtype, copy=False)
+    return finite_as(log_var, dtype, "learned_log_variance", "v_sigma")
 
 
 # ------------------------------------------------------------------ L_{t−1} with a learned variance

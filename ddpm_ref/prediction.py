@@ -1,6 +1,6 @@
 r"""Prediction targets: what the network outputs (ε, x₀ or v) and how each converts to the others.
 
-Layer: math. Imports NumPy, ``ddpm_ref._checks`` and ``ddpm_ref.schedules`` only.
+Layer: math. Imports NumPy, ``ddpm_ref._checks``, ``ddpm_ref._math_checks`` (``finite_as``) and ``ddpm_ref.schedules``.
 
 A network trained on x_t = √ᾱ_t·b·x₀ + √(1 − ᾱ_t)·ε can be asked for any one of three things
 (b is Chen 2023's ``schedule.input_scale``, 1 for DDPM; the chain's "x₀" is b·x₀):
@@ -27,7 +27,7 @@ equations in two unknowns), and every sampler is written in terms of those two:
 Geometrically (Salimans & Ho 2022, fig. 2): with φ_t = arctan(√(1−ᾱ_t)/√ᾱ_t), (x_t, v) is (b·x₀, ε)
 rotated by φ_t, so v is the time derivative dx_t/dφ and the v-conversions never divide.
 
-**Zero terminal SNR** (ᾱ_T = 0, see ``ddpm_ref.zero_snr``): x_T is pure noise and says nothing
+**Zero terminal SNR** (ᾱ_T = 0, see ``ddpm_ref.schedules.rescale_zero_terminal_snr``): x_T is pure noise and says nothing
 about x₀. An x₀- or v-network still gives x̂₀ there (from v: b·x̂₀ = −v), but x₀ from an
 ε-prediction divides by √ᾱ_T = 0 and is not recoverable: ``x0_from_prediction`` raises.
 
@@ -46,6 +46,7 @@ import numbers
 import numpy as np
 
 from ddpm_ref._checks import check_batch, check_choice, check_float_array, check_same_shape, check_timesteps
+from ddpm_ref._math_checks import finite_as
 from ddpm_ref.schedules import Schedule
 
 __all__ = [
@@ -96,7 +97,7 @@ def v_target(schedule: Schedule, x0, t, noise):
     (x0, noise), dtype, t = _check_inputs(schedule, t, x0=x0, noise=noise)
     nd, b = x0.ndim, schedule.input_scale
     v = _coef(schedule.sqrt_alpha_bars, t, nd) * noise - _coef(schedule.sqrt_one_minus_alpha_bars, t, nd) * b * x0
-    return np.asarray(v).astype(dtype, copy=False)
+    return finite_as(v, dtype, "v_target", "x0, noise")
 
 
 def eps_from_prediction(schedule: Schedule, xt, t, pred, prediction: str = "eps"):
@@ -117,7 +118,7 @@ def eps_from_prediction(schedule: Schedule, xt, t, pred, prediction: str = "eps"
         eps = (xt - sab * b * pred) / s1m            # 1 − ᾱ_t > 0 for every t ≥ 1 since β_t > 0
     else:
         eps = sab * pred + s1m * xt
-    return np.asarray(eps).astype(dtype, copy=False)
+    return finite_as(eps, dtype, "eps_from_prediction", "xt, pred")
 
 
 def x0_from_prediction(schedule: Schedule, xt, t, pred, prediction: str = "eps"):
@@ -139,7 +140,7 @@ def x0_from_prediction(schedule: Schedule, xt, t, pred, prediction: str = "eps")
         x0 = pred
     else:
         x0 = (sab * xt - s1m * pred) / b
-    return np.asarray(x0).astype(dtype, copy=False)
+    return finite_as(x0, dtype, "x0_from_prediction", "xt, pred")
 
 
 # ------------------------------------------------------------------ keeping x̂₀ in range

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ddpm_ref._checks import check_positive_int
 from ddpm_ref._rng import as_generator
-from ddpm_ref.diffusion import ddim_step, ddpm_step, predict_x0
+from ddpm_ref.diffusion import PREDICTIONS, THRESHOLDS, ddim_step, ddpm_step, predict_x0, sampling_timesteps, x0_from_prediction
 from ddpm_ref.schedules import Schedule
 
 __all__ = ["ModelEps", "ddim_timesteps", "guided_eps", "sample_ddpm", "sample_ddim", "image_grid", "save_grid_png"]
@@ -39,13 +39,17 @@ class ModelEps:
     """A ``UNet``/``MLP`` as an ε-model callable: ``eps = ModelEps(net)(xt, t, y)``.
 
     Runs ``net.forward(..., keep_cache=False)`` (no caches: inference), in chunks of at most
-    ``batch_size`` examples, casting x_t to the network's dtype. ``num_classes`` and ``dtype`` are
-    exposed for the samplers. ``to_device``/``to_host`` (optional) move arrays to and from a GPU.
+    ``batch_size`` examples, casting x_t to the network's dtype. ``num_classes``, ``dtype`` and
+    ``learn_sigma`` are exposed for the samplers. ``to_device``/``to_host`` (optional) move arrays
+    to and from a GPU. Despite the name, the output is whatever the network was trained to predict
+    (ε, x_0 or v: the samplers' ``prediction``); a network with ``learn_sigma`` returns 2·C channels,
+    [prediction | v_σ] along axis 1, which the samplers split.
     """
 
     def __init__(self, net, batch_size: int | None = 512, to_device=None, to_host=None):
         self.net = net
         self.num_classes = net.config.get("num_classes")
+        self.learn_sigma = bool(net.config.get("learn_sigma", False))
         self.dtype = np.dtype(net.config.get("dtype", "float32"))
         self.batch_size = batch_size
         self._to_device = to_device or (lambda a: a)
@@ -85,11 +89,22 @@ def _check_labels(eps_model, y, n: int, guidance: float):
 
 
 def guided_eps(eps_model, xt, t, y=None, guidance: float = 0.0):
-    r"""ε̃ = (1 + w) ε(x_t, t, y) − w ε(x_t, t, ∅); just ε(x_t, t, y) when w = 0 or y is None."""
+    r"""ε̃ = (1 + w) ε(x_t, t, y) − w ε(x_t, t, ∅); just ε(x_t, t, y) when w = 0 or y is None.
+
+    The same mix applies to an x_0- or v-prediction. A learned-variance output of 2·C channels,
+    [pred | v_σ] on axis 1, is guided in its first half only and keeps the conditional v_σ (as GLIDE
+    and improved-diffusion do: guidance moves the mean, not the variance).
+    """
     eps = eps_model(xt, t, y)
     if y is None or guidance == 0:
         return eps
-    return (1.0 + guidance) * eps - guidance * eps_model(xt, t, None)
+    uncond = eps_model(xt, t, None)
+    eps, uncond = np.asarray(eps), np.asarray(uncond)
+    c = np.shape(xt)[1]
+    if eps.ndim >= 2 and eps.shape[1] == 2 * c and eps.shape[1] != c:          # [pred | v_σ]
+        mixed = (1.0 + guidance) * eps[:, :c] - guidance * uncond[:, :c]
+        return np.concatenate([mixed, eps[:, c:]], axis=1)
+    return (1.0 + guidance) * eps - guidance * uncond
 
 
 def ddim_timesteps(T: int, steps: int) -> np.ndarray:
@@ -142,9 +157,44 @@ def _finish(x, sched, frames, return_trajectory):
     return x, traj
 
 
+def _check_sampler_options(eps_model, sched, prediction, threshold, clip_x0, learn_sigma):
+    """Checks of the sampler options (the rest is ``_setup``'s); returns whether v_σ comes with the output."""
+    if not isinstance(prediction, str) or prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold must be None or 'dynamic', got {threshold!r}")
+    if threshold is not None and clip_x0:
+        raise ValueError("threshold='dynamic' and clip_x0=True both keep x̂_0 in range: choose one")
+    if isinstance(sched, Schedule) and prediction == "eps" and sched.alpha_bars[sched.T] == 0:
+        raise ValueError("this schedule has zero terminal SNR (alpha_bar_T = 0): an eps-prediction model cannot "
+                         "recover x_0 at t = T; use a model trained with prediction='v' or 'x0'")
+    if learn_sigma is None:
+        learn_sigma = bool(getattr(eps_model, "learn_sigma", False))
+    return bool(learn_sigma)
+
+
+def _model_output(eps_model, x, t_arr, y, guidance, dtype, learn_sigma):
+    """The network's prediction (ε, x_0 or v) and its v_σ (None without a learned variance)."""
+    out = np.asarray(guided_eps(eps_model, x, t_arr, y, guidance))
+    if not learn_sigma:
+        return out.astype(dtype), None
+    c = x.shape[1]
+    if out.shape[1] != 2 * c:
+        raise ValueError(f"a learned-variance model must return 2·C = {2 * c} channels on axis 1 "
+                         f"([prediction | v_sigma]), got shape {out.shape}")
+    return out[:, :c].astype(dtype), out[:, c:].astype(dtype)
+
+
+def _x0_frame(sched, x, t_arr, pred, prediction):
+    return predict_x0(sched, x, t_arr, pred) if prediction == "eps" else x0_from_prediction(sched, x, t_arr, pred,
+                                                                                              prediction)
+
+
 def sample_ddpm(eps_model, sched, shape, *, rng=0, y=None, guidance: float = 0.0,
                 variance: str = "fixed_small", clip_x0: bool = False, dtype=None,
-                return_trajectory: bool = False, num_frames: int = 10, progress: bool = True):
+                return_trajectory: bool = False, num_frames: int = 10, progress: bool = True,
+                prediction: str = "eps", clip_range: float = 1.0, threshold=None, percentile: float = 0.995,
+                learn_sigma: bool | None = None):
     r"""Algorithm 2 of Ho et al. 2020: x_T ~ N(0, I), then for t = T, ..., 1
 
     .. math::  x_{t-1} = \frac{1}{\sqrt{α_t}}\Big(x_t − \frac{β_t}{\sqrt{1 − \bar α_t}} ε_θ(x_t, t)\Big) + σ_t z,
@@ -154,10 +204,18 @@ def sample_ddpm(eps_model, sched, shape, *, rng=0, y=None, guidance: float = 0.0
     samples' shape (N, ...). ``y``: labels (N,) or one int; ``guidance``: w (module docstring).
     ``clip_x0`` is off by default, as in Algorithm 2.
 
+    Beyond Algorithm 2 (issue 11): ``prediction`` ("eps", "x0", "v") says what the model returns;
+    with "x0"/"v" a zero-terminal-SNR schedule is sampled from t = T (eps is refused there).
+    ``clip_x0``/``clip_range`` clip x̂_0 to [−r, r]; ``threshold="dynamic"`` (with ``percentile``)
+    thresholds it instead. ``learn_sigma`` (default: the model's ``learn_sigma`` attribute, as
+    ``ModelEps`` sets it): the model returns [prediction | v_σ] on axis 1 and σ_t² is learned
+    (Nichol & Dhariwal eq. 15); ``variance`` is then unused.
+
     Returns x_0 (N, ...), or ``(x_0, trajectory)`` with ``return_trajectory=True``: a dict with
     ``"t"`` (K + 1,), the frames ``"x"`` (K + 1, N, ...) — x_t *before* the step at each kept t,
     then the final x_0 under t = 0 — and ``"x0_pred"``, the x̂_0 predicted at those steps.
     """
+    learn_sigma = _check_sampler_options(eps_model, sched, prediction, threshold, clip_x0, learn_sigma)
     g, y, x, dtype = _setup(eps_model, sched, shape, rng, y, guidance, dtype)
     ts = np.arange(sched.T, 0, -1)
     keep = _frame_steps(ts, num_frames) if return_trajectory else set()
@@ -165,40 +223,62 @@ def sample_ddpm(eps_model, sched, shape, *, rng=0, y=None, guidance: float = 0.0
     bar = tqdm(ts, desc="DDPM sampling", unit="step", disable=not progress, leave=False)
     for t in bar:
         t_arr = np.full(shape[0], t, dtype=np.int64)
-        eps = np.asarray(guided_eps(eps_model, x, t_arr, y, guidance))
+        pred, v_sigma = _model_output(eps_model, x, t_arr, y, guidance, dtype, learn_sigma)
         if t in keep:
-            frames.append((int(t), x.copy(), predict_x0(sched, x, t_arr, eps.astype(dtype))))
+            frames.append((int(t), x.copy(), _x0_frame(sched, x, t_arr, pred, prediction)))
         z = g.standard_normal(shape).astype(dtype) if t > 1 else None
-        x = ddpm_step(sched, x, t_arr, eps.astype(dtype), z, variance=variance, clip_x0=clip_x0)
+        x = ddpm_step(sched, x, t_arr, pred, z, variance=variance, clip_x0=clip_x0, prediction=prediction,
+                      v_sigma=v_sigma, clip_range=clip_range, threshold=threshold, percentile=percentile)
     return _finish(x, sched, frames, return_trajectory)
 
 
 def sample_ddim(eps_model, sched, shape, *, steps: int = 50, eta: float = 0.0, rng=0, y=None,
                 guidance: float = 0.0, clip_x0: bool = False, dtype=None,
-                return_trajectory: bool = False, num_frames: int = 10, progress: bool = True):
-    r"""DDIM (Song et al. 2021, eq. 12) on the subsequence τ = ``ddim_timesteps(T, steps)``:
+                return_trajectory: bool = False, num_frames: int = 10, progress: bool = True,
+                prediction: str = "eps", spacing: str | None = None, steps_offset: int = 0,
+                set_alpha_to_one: bool = True, clip_range: float = 1.0, threshold=None,
+                percentile: float = 0.995, use_clipped_model_output: bool = True,
+                learn_sigma: bool | None = None):
+    r"""DDIM (Song et al. 2021, eq. 12) on a decreasing subsequence τ of 1..T:
 
     .. math::  x_{τ_{i-1}} = \sqrt{\bar α_{τ_{i-1}}}\, \hat x_0 + \sqrt{1 − \bar α_{τ_{i-1}} − σ^2}\, ε_θ + σ z
 
     with σ from η (eq. 16; η = 0: deterministic, the same x_T always gives the same x_0) and the
     last step going to t_prev = 0 (ᾱ = 1), which returns x̂_0. Other arguments and the return
     value as for ``sample_ddpm``.
+
+    τ: ``spacing=None`` (default) is ``ddim_timesteps(T, steps)``, as before issue 11;
+    "linspace", "leading" or "trailing" (+ ``steps_offset``) is ``sampling_timesteps`` — diffusers'
+    ``timestep_spacing`` (with a zero-terminal-SNR schedule use "trailing" or "linspace", which start
+    at t = T; "leading" does not). Each step goes to the next visited t (diffusers' DDIMScheduler
+    goes to t − T // steps instead, which differs for "linspace"). ``set_alpha_to_one=False`` ends on
+    ᾱ_1 instead of ᾱ_0 = 1 (diffusers' option). ``clip_x0``/``clip_range``/``threshold``/
+    ``percentile``/``use_clipped_model_output``: see ``ddim_step`` (by default ε is recomputed from
+    the kept x̂_0). A learned-variance model's v_σ is split off and unused: DDIM's σ comes from η.
     """
+    learn_sigma = _check_sampler_options(eps_model, sched, prediction, threshold, clip_x0, learn_sigma)
     g, y, x, dtype = _setup(eps_model, sched, shape, rng, y, guidance, dtype)
-    ts = ddim_timesteps(sched.T, steps)
+    if spacing is None:
+        ts = ddim_timesteps(sched.T, steps)
+    else:
+        ts = sampling_timesteps(sched.T, steps, spacing, steps_offset)
     prevs = np.append(ts[1:], 0)
+    final_ab = None if set_alpha_to_one else float(sched.alpha_bars[1])
     keep = _frame_steps(ts, num_frames) if return_trajectory else set()
     frames = []
     bar = tqdm(list(zip(ts, prevs)), desc=f"DDIM sampling (eta={eta:g})", unit="step",
                disable=not progress, leave=False)
     for t, t_prev in bar:
         t_arr = np.full(shape[0], t, dtype=np.int64)
-        eps = np.asarray(guided_eps(eps_model, x, t_arr, y, guidance)).astype(dtype)
+        pred, _ = _model_output(eps_model, x, t_arr, y, guidance, dtype, learn_sigma)
         if t in keep:
-            frames.append((int(t), x.copy(), predict_x0(sched, x, t_arr, eps)))
+            frames.append((int(t), x.copy(), _x0_frame(sched, x, t_arr, pred, prediction)))
         z = g.standard_normal(shape).astype(dtype) if eta > 0 else None
-        x = ddim_step(sched, x, t_arr, np.full(shape[0], t_prev, dtype=np.int64), eps,
-                      eta=eta, z=z, clip_x0=clip_x0)
+        x = ddim_step(sched, x, t_arr, np.full(shape[0], t_prev, dtype=np.int64), pred,
+                      eta=eta, z=z, clip_x0=clip_x0, prediction=prediction,
+                      alpha_bar_prev=final_ab if t_prev == 0 else None, clip_range=clip_range,
+                      threshold=threshold, percentile=percentile,
+                      use_clipped_model_output=use_clipped_model_output)
     return _finish(x, sched, frames, return_trajectory)
 
 

@@ -42,8 +42,9 @@ from tqdm import tqdm
 from ddpm_ref._checks import check_choice, check_positive_int
 from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint, split_prefix
 from ddpm_ref.data import DATASET_NAMES, Dataset, load_dataset
-from ddpm_ref.diffusion import loss_simple, loss_simple_grad, q_sample
+from ddpm_ref.diffusion import PREDICTIONS, loss_simple, loss_simple_grad, q_sample, training_target
 from ddpm_ref.interrupts import Interrupted, stop_requests
+from ddpm_ref.learned_variance import HYBRID_LAMBDA, hybrid_loss
 from ddpm_ref.memory import check_fits, measure_step_bytes
 from ddpm_ref.optim import EMA, Adam, clip_grad_norm, warmup_lr
 from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
@@ -51,7 +52,7 @@ from ddpm_ref.run_checks import (CHANGEABLE_ON_RESUME, check_model_fits, check_s
                                  same_model)
 from ddpm_ref.runs import (CHECKPOINT_NAME, build_model, check_description, check_digits_run, checkpoint_path,
                            load_model, restore_arrays)
-from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule
+from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule, rescale_zero_terminal_snr
 
 __all__ = [
     "TrainConfig", "TrainState", "default_model_config", "train", "train_step",
@@ -67,6 +68,13 @@ class TrainConfig:
     number of optimiser steps. ``cond``: train a class-conditional model (labels required) with
     label dropout ``p_uncond``. ``schedule``/``T``: the noise schedule (``make_schedule``).
     ``checkpoint_every``: save every that many steps (0: only at the end / on interrupt).
+
+    Beyond Ho et al. (issue 11): ``prediction`` — what the network learns, "eps" (default), "x0"
+    or "v" (``training_target``); ``learn_sigma`` — the model outputs [prediction | v_σ] and the
+    loss is L_hybrid = L_simple + ``hybrid_lambda``·L_vlb (Nichol & Dhariwal 2021; the model's
+    config must have learn_sigma too: ``default_model_config(..., learn_sigma=True)``);
+    ``zero_terminal_snr`` — the schedule rescaled to ᾱ_T = 0 (Lin et al. 2024; build it with
+    ``config.make_schedule()``; needs prediction "x0" or "v").
     """
 
     data: str = "digits"
@@ -85,6 +93,15 @@ class TrainConfig:
     n_points: int = 10000
     device: str = "cpu"
     workers: int = 2              # U-Net threads sharing a batch on the CPU (ddpm_ref.models.parallel)
+    prediction: str = "eps"       # "eps" | "x0" | "v": the network's target (ddpm_ref.prediction)
+    learn_sigma: bool = False     # learned variances, trained with the hybrid loss
+    hybrid_lambda: float = HYBRID_LAMBDA   # λ of L_hybrid = L_simple + λ·L_vlb (used with learn_sigma)
+    zero_terminal_snr: bool = False        # rescale the schedule to ᾱ_T = 0 (Lin et al. 2024)
+
+    def make_schedule(self):
+        """The run's noise schedule: ``make_schedule(schedule, T)``, rescaled to ᾱ_T = 0 if zero_terminal_snr."""
+        sched = make_schedule(self.schedule, self.T)
+        return rescale_zero_terminal_snr(sched) if self.zero_terminal_snr else sched
 
     def validate(self) -> "TrainConfig":
         """Check every field (finite, in range) before any work; ValueError names the field."""
@@ -105,6 +122,18 @@ class TrainConfig:
                   and value >= lo and (hi is None or value < hi) and (name != "lr" or value > 0))
             if not ok:
                 raise ValueError(f"{flag(name)} must be {text}, got {value!r}")
+        check_choice("--prediction", self.prediction, PREDICTIONS)
+        for name in ("learn_sigma", "zero_terminal_snr"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{flag(name)} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.hybrid_lambda, bool) or not isinstance(self.hybrid_lambda, numbers.Real) \
+                or not np.isfinite(self.hybrid_lambda) or self.hybrid_lambda < 0:
+            raise ValueError(f"{flag('hybrid_lambda')} must be a finite number >= 0, got {self.hybrid_lambda!r}")
+        if self.zero_terminal_snr and self.prediction == "eps":
+            raise ValueError("--zero-terminal-snr needs --prediction v or x0: at t = T (alpha_bar_T = 0) x_T is "
+                             "pure noise, an eps-prediction cannot give x_0 there and sampling would fail")
+        if self.zero_terminal_snr and self.T < 2:
+            raise ValueError("--zero-terminal-snr needs --T >= 2")
         if self.data not in DATASET_NAMES and not os.path.isfile(self.data):
             raise ValueError(f"--data {self.data!r} is neither a known data set "
                              f"({', '.join(DATASET_NAMES)}) nor an existing file")
@@ -129,8 +158,12 @@ QUICK_CONFIG = dataclasses.replace(DEMO_CONFIG, steps=300, batch_size=32, warmup
 # Models
 # --------------------------------------------------------------------------------------------
 
-def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | None = None) -> tuple[str, dict]:
-    """``(kind, config)``: a U-Net for image data (``DEMO_MODEL`` unless ``unet`` is given), an MLP for points."""
+def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | None = None,
+                         learn_sigma: bool = False) -> tuple[str, dict]:
+    """``(kind, config)``: a U-Net for image data (``DEMO_MODEL`` unless ``unet`` is given), an MLP for points.
+
+    ``learn_sigma``: the model outputs [prediction | v_σ] (2·C channels); match ``TrainConfig.learn_sigma``.
+    """
     num_classes = data.num_classes if cond else None
     if cond and data.num_classes is None:
         raise ValueError(f"--cond needs labels, but the data set {data.name!r} has none")
@@ -140,7 +173,7 @@ def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | 
                    5 * 4 * (num_classes + 1) * width)
     if not data.is_image:
         return "mlp", {"dim": int(data.x.shape[1]), "hidden": 128, "depth": 3, "emb_dim": 32,
-                       "num_classes": num_classes, "dtype": "float32", "seed": seed}
+                       "num_classes": num_classes, "dtype": "float32", "seed": seed, "learn_sigma": bool(learn_sigma)}
     n, c, h, w = data.x.shape
     if h != w:
         raise ValueError(f"the U-Net takes square images; the data has {h}×{w}")
@@ -149,7 +182,8 @@ def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | 
     if h % (2 ** (levels - 1)):
         raise ValueError(f"image size {h} is not divisible by 2^{levels - 1} "
                          f"(the U-Net downsamples {levels - 1} time(s))")
-    cfg.update(in_channels=int(c), image_size=int(h), num_classes=num_classes, dtype="float32", seed=seed)
+    cfg.update(in_channels=int(c), image_size=int(h), num_classes=num_classes, dtype="float32", seed=seed,
+               learn_sigma=bool(learn_sigma))
     return "unet", cfg
 
 
@@ -178,7 +212,13 @@ def new_state(model, config: TrainConfig) -> TrainState:
 
 
 def train_step(state: TrainState, data: Dataset, sched, config: TrainConfig, device=None) -> float:
-    """One step of Algorithm 1 + the optimiser. Returns the batch's L_simple (before the update)."""
+    """One step of Algorithm 1 + the optimiser. Returns the batch's loss (before the update).
+
+    The loss is L_simple against ``training_target`` (ε, x_0 or v, by ``config.prediction``); with
+    ``config.learn_sigma`` it is L_hybrid = L_simple + λ·L_vlb (``hybrid_loss``: L_simple trains the
+    prediction half, λ·L_vlb only the v_σ half — the stop-gradient on the mean).
+    """
+    _check_train_step(state.model, data, sched, config)
     g, model = state.rng, state.model
     dtype = np.dtype(model.config.get("dtype", "float32"))
     idx = g.integers(0, data.x.shape[0], size=config.batch_size)        # x_0 ~ q(x_0)
@@ -192,15 +232,36 @@ def train_step(state: TrainState, data: Dataset, sched, config: TrainConfig, dev
         drop = g.random(config.batch_size) < config.p_uncond             # label dropout for CFG
         y = np.where(drop, model.config["num_classes"], y).astype(np.int64)
     put, get = device if device is not None else (lambda a: a, lambda a: a)
-    eps_pred = get(model.forward(put(xt), put(t), None if y is None else put(y), keep_cache=True, rng=g))
-    loss = loss_simple(eps, eps_pred)                                    # ‖ε − ε_θ(x_t, t)‖² (mean)
-    grads = model.backward(put(loss_simple_grad(eps, eps_pred)))
+    out = get(model.forward(put(xt), put(t), None if y is None else put(y), keep_cache=True, rng=g))
+    if config.learn_sigma:                                               # out = [prediction | v_σ]
+        c = x0.shape[1]
+        h = hybrid_loss(sched, x0, xt, t, eps, out[:, :c], out[:, c:], config.prediction, lam=config.hybrid_lambda)
+        loss = h["loss"]                                                 # L_simple + λ·L_vlb
+        d_out = np.concatenate([h["d_pred"], h["d_v_sigma"]], axis=1).astype(out.dtype, copy=False)
+    else:
+        target = training_target(sched, x0, t, eps, config.prediction)   # ε, x_0 or v
+        loss = loss_simple(target, out)                                  # ‖target − output‖² (mean)
+        d_out = loss_simple_grad(target, out)
+    grads = model.backward(put(d_out))
     clip_grad_norm(grads, config.grad_clip)
     state.step += 1
     state.adam.update(model.params, grads, warmup_lr(state.step, config.lr, config.warmup))
     state.ema.update(model.params)
     state.losses.append(loss)
     return loss
+
+
+def _check_train_step(model, data, sched, config) -> None:
+    """The model, the schedule and the config must agree on learn_sigma and zero terminal SNR."""
+    if config.learn_sigma and not data.is_image:
+        raise ValueError("learn_sigma needs image data in [-1, 1]: L_vlb's term at t = 1 is the discretized "
+                         f"decoder likelihood of 8-bit images, which the points of {data.name!r} are not")
+    if bool(model.config.get("learn_sigma", False)) != bool(config.learn_sigma):
+        raise ValueError(f"learn_sigma={config.learn_sigma} in the training config but {model.config.get('learn_sigma', False)} "
+                         "in the model's config: build the model with default_model_config(..., learn_sigma=...)")
+    if bool(config.zero_terminal_snr) != bool(sched.alpha_bars[sched.T] == 0):
+        raise ValueError(f"zero_terminal_snr={config.zero_terminal_snr} but the schedule has alpha_bar_T = "
+                         f"{sched.alpha_bars[sched.T]:.3g}: build it with config.make_schedule()")
 
 
 def save_state(state: TrainState, config: TrainConfig, run_dir: str) -> str:
@@ -303,14 +364,15 @@ def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, me
     check_sizes(config)
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if not resume:
-        kind, mcfg = model_kind_config or default_model_config(data, config.cond, config.seed)
+        kind, mcfg = model_kind_config or default_model_config(data, config.cond, config.seed,
+                                                               learn_sigma=config.learn_sigma)
         state = new_state(build_model(kind, mcfg, ops=device_ops), config)
     state.config = config
     check_model_fits(state.model, data)
     if device_ops is None:
         fixed, per_example = measure_step_bytes(state.model, data.x.shape[1:])
         check_fits(f"--batch-size {config.batch_size}", fixed + config.batch_size * per_example)
-    return state, data, make_schedule(config.schedule, config.T)
+    return state, data, config.make_schedule()
 
 
 def _save(state: TrainState, config: TrainConfig, run_dir: str, stop) -> None:
@@ -380,6 +442,6 @@ def load_or_train_demo(run_dir: str = "runs/demo", quick: bool = False, progress
         return load_model(run_dir)[0]
     config, unet = (QUICK_CONFIG, QUICK_MODEL) if quick else (DEMO_CONFIG, DEMO_MODEL)
     data = load_dataset(config.data, seed=config.seed)
-    train(config, run_dir, model_kind_config=default_model_config(data, config.cond, config.seed, unet),
-          progress=progress)
+    kind_config = default_model_config(data, config.cond, config.seed, unet, learn_sigma=config.learn_sigma)
+    train(config, run_dir, model_kind_config=kind_config, progress=progress)
     return load_model(run_dir)[0]

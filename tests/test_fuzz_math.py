@@ -33,6 +33,7 @@ SCHEDULES = [
     make_schedule("sigmoid", 8, input_scale=0.5),
     Schedule.from_betas([0.3, 0.6, 1.0]),        # ᾱ_3 = 0: x_0 cannot be recovered at t = 3
     make_schedule("cosine_chen", 1),
+    schedules.rescale_zero_terminal_snr(make_schedule("linear", 10)),   # ᾱ_10 = 0 exactly: x0/v steps run at T
 ]
 SCHEDULE_ARRAYS = ("betas", "alphas", "alpha_bars", "alpha_bars_prev", "sqrt_alpha_bars", "sqrt_one_minus_alpha_bars",
                    "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef_x0",
@@ -140,9 +141,9 @@ def draw_argument(data, name, ctx):
     """One value for the parameter called ``name``; ctx holds the schedule's T and the common shape."""
     T, base, n = ctx["T"], ctx["shape"], ctx["n"]
     image_names = ("x0", "x_prev", "xt", "noise", "eps", "eps_pred", "z", "x", "mean",
-                   "mean1", "logvar1", "mean2", "logvar2", "log_scale", "gamma")
+                   "mean1", "logvar1", "mean2", "logvar2", "log_scale", "gamma", "pred", "v_sigma")
     if name in image_names:
-        if name == "z" and data.draw(st.booleans()):
+        if name in ("z", "v_sigma") and data.draw(st.booleans()):
             return None
         return data.draw(arrays(data.draw(shapes(base))))
     draws = {
@@ -162,6 +163,16 @@ def draw_argument(data, name, ctx):
         "dtype": lambda: st.sampled_from(["float64", "float32", np.float16, "int32", "no-such-dtype", None]),
         "order": lambda: st.sampled_from(["sin_cos", "cos_sin", "sin|cos", None]),
         "frequency_spacing": lambda: st.sampled_from(["d", "d/2-1", "d-1"]),
+        "prediction": lambda: st.sampled_from(["eps", "x0", "v", "x0", "v", "epsilon", None]),
+        "clip_range": lambda: st.one_of(st.sampled_from([1.0, 0.5, 2.0]), REALS),
+        "threshold": lambda: st.sampled_from([None, "dynamic", "dynamic", "static"]),
+        "percentile": lambda: st.one_of(st.sampled_from([0.995, 0.5, 1.0]), REALS),
+        "alpha_bar_prev": lambda: st.one_of(st.none(), st.floats(0, 1), REALS),
+        "use_clipped_model_output": lambda: st.booleans(),
+        "T": lambda: st.one_of(st.integers(-1, 20), st.just(T), REALS),
+        "steps": lambda: st.one_of(st.integers(-1, T + 2), REALS),
+        "spacing": lambda: st.sampled_from(["linspace", "leading", "trailing", "uniform", None]),
+        "steps_offset": lambda: st.one_of(st.integers(-1, 3), REALS),
     }
     return data.draw(draws[name]())
 
@@ -174,7 +185,9 @@ def draw_sched(data):
 # ------------------------------------------------------------------ the math modules' public functions
 DIFFUSION = [diffusion.q_step, diffusion.q_sample, diffusion.q_posterior, diffusion.predict_x0,
              diffusion.p_mean_variance, diffusion.ddpm_step, diffusion.ddim_step, diffusion.ddim_sigma,
-             diffusion.loss_simple, diffusion.loss_simple_grad]
+             diffusion.loss_simple, diffusion.loss_simple_grad, diffusion.training_target, diffusion.v_target,
+             diffusion.eps_from_prediction, diffusion.x0_from_prediction, diffusion.sampling_timesteps,
+             schedules.rescale_zero_terminal_snr]
 ELBO = [elbo.prior_bpd, elbo.vb_term_bpd, elbo.vlb_terms, elbo.vlb_estimate]
 LIKELIHOOD = [likelihood.normal_kl, likelihood.discretized_gaussian_log_likelihood, likelihood.log_ndtr]
 EMBEDDINGS = [embeddings.embedding_frequencies, embeddings.sinusoidal_embedding,
@@ -185,7 +198,8 @@ def test_every_public_function_is_fuzzed():
     """A public function added to a math module must be added here too."""
     fuzzed = {f.__name__ for f in DIFFUSION + ELBO + LIKELIHOOD + EMBEDDINGS}
     fuzzed |= {"gamma_linear", "gamma_cosine", "gamma_sigmoid", "logsnr", "make_schedule", "Schedule"}
-    fuzzed |= {"VARIANCES", "SCHEDULE_NAMES", "SCHEDULE_DEFAULTS", "GAMMA_MIN", "BIN_HALF_WIDTH"}   # constants
+    fuzzed |= {"VARIANCES", "SCHEDULE_NAMES", "SCHEDULE_DEFAULTS", "GAMMA_MIN", "BIN_HALF_WIDTH",   # constants
+               "PREDICTIONS", "THRESHOLDS"}
     for module in (diffusion, elbo, likelihood, embeddings, schedules):
         assert set(module.__all__) <= fuzzed, (module.__name__, set(module.__all__) - fuzzed)
 
@@ -194,7 +208,7 @@ def _call_with_drawn_arguments(data, fn, ctx):
     params = inspect.signature(fn).parameters
     kwargs = {}
     for name, p in params.items():
-        if name == "sched":
+        if name in ("sched", "schedule"):
             kwargs[name] = ctx["sched"]
         elif p.default is inspect.Parameter.empty or data.draw(st.booleans()):
             kwargs[name] = draw_argument(data, name, ctx)

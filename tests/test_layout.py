@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ddpm_ref"
 LAYERS = {
     "": 0, "_checks": 0, "_rng": 0,                                   # helpers every layer may use
     "schedules": 1, "diffusion": 1, "likelihood": 1, "elbo": 1, "embeddings": 1, "_math_checks": 1,  # math
-    "prediction": 1, "timesteps": 1, "zero_snr": 1, "learned_variance": 1, "score": 1,
+    "prediction": 1, "timesteps": 1, "learned_variance": 1, "score": 1,
     "nn": 2,                                                          # layers
     "models": 3,                                                      # model
     "data": 4, "optim": 4, "train": 4, "sample": 4, "checkpoint": 4, "runs": 4,    # loop

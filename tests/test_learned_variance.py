@@ -205,7 +205,7 @@ def test_bad_arguments(call, match):
 def test_hybrid_loss_at_zero_terminal_snr_with_v_prediction(rng):
     """At ᾱ_T = 0 (β_T = 1, log β_T = 0) the loss and its gradient stay finite with v-prediction;
     the gradient in v still matches finite differences. ε-prediction cannot give x̂₀ there: ValueError."""
-    from ddpm_ref.zero_snr import rescale_zero_terminal_snr
+    from ddpm_ref.schedules import rescale_zero_terminal_snr
 
     sched = rescale_zero_terminal_snr(make_schedule("linear", 20))
     x0, xt, t, noise, _ = _batch(sched, rng, ts=[20, 20, 19, 1], shape=(2, 2))

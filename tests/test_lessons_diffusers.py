@@ -29,7 +29,7 @@ from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 from ddpm_ref.prediction import x0_from_prediction  # noqa: E402
 from ddpm_ref.schedules import make_schedule  # noqa: E402
 from ddpm_ref.timesteps import sampling_timesteps  # noqa: E402
-from ddpm_ref.zero_snr import rescale_zero_terminal_snr  # noqa: E402
+from ddpm_ref.schedules import rescale_zero_terminal_snr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ROOT / "lessons"

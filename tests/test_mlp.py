@@ -11,16 +11,17 @@ def _loss_and_grads(net, x, t, y, w):
     return float(np.sum(out * w)), net.backward(w)
 
 
-@pytest.mark.parametrize("num_classes", [None, 3])
-def test_gradients_match_finite_differences(num_classes, rng):
-    net = MLP(dim=2, hidden=8, depth=2, emb_dim=6, num_classes=num_classes, dtype="float64", seed=1)
+@pytest.mark.parametrize("num_classes, learn_sigma", [(None, False), (3, False), (3, True)])
+def test_gradients_match_finite_differences(num_classes, learn_sigma, rng):
+    net = MLP(dim=2, hidden=8, depth=2, emb_dim=6, num_classes=num_classes, dtype="float64", seed=1,
+              learn_sigma=learn_sigma)
     # W_out starts at zero; randomise it so every gradient path is exercised
     for k in net.params:
         net.params[k][...] = rng.standard_normal(net.params[k].shape) * 0.5
     x = rng.standard_normal((5, 2))
     t = np.array([1, 7, 50, 300, 1000])
     y = None if num_classes is None else np.array([0, 1, 2, 3, 1])     # 3 = the null label
-    w = rng.standard_normal((5, 2))                                   # L = Σ w ⊙ ε̂
+    w = rng.standard_normal((5, 4 if learn_sigma else 2))             # L = Σ w ⊙ ε̂ ([ε̂ | v_σ] with learn_sigma)
     _, grads = _loss_and_grads(net, x, t, y, w)
     assert list(grads) == list(net.params)
     h = 1e-6
@@ -70,3 +71,13 @@ def test_non_finite_input_and_parameters_are_refused():
         net.forward(np.zeros((2, 2)), t)
     with pytest.raises(ValueError, match="seed"):
         MLP(seed=-1)
+
+
+def test_learn_sigma_outputs_two_halves_and_is_in_the_config():
+    net = MLP(dim=2, hidden=8, depth=1, emb_dim=4, learn_sigma=True)
+    assert net.forward(np.zeros((3, 2)), np.array([1, 2, 3])).shape == (3, 4)
+    assert net.config["learn_sigma"] is True and MLP(**net.config).params["out.w"].shape == (4, 8)
+    old = {k: v for k, v in MLP(dim=2).config.items() if k != "learn_sigma"}   # a config saved before issue 11
+    assert MLP(**old).params["out.w"].shape == (2, 128)
+    with pytest.raises(ValueError, match="learn_sigma"):
+        MLP(learn_sigma=1)

@@ -84,7 +84,7 @@ def test_float32_in_float32_out_and_int_t(rng):
 
 
 def _zero_snr_schedule(T=10):
-    """ᾱ_T = 0 built by hand: β_T = 1 (not by ddpm_ref.zero_snr, so this test is independent of it)."""
+    """ᾱ_T = 0 built by hand: β_T = 1 (not by rescale_zero_terminal_snr, so this test is independent of it)."""
     return Schedule.from_betas(np.r_[np.linspace(0.01, 0.2, T - 1), 1.0], input_scale=0.5)
 
 
@@ -170,7 +170,7 @@ def test_conversions_match_diffusers_ddim_step(prediction, zero_snr, rng):
     torch = pytest.importorskip("torch")
     from diffusers import DDIMScheduler
 
-    from ddpm_ref.zero_snr import rescale_zero_terminal_snr
+    from ddpm_ref.schedules import rescale_zero_terminal_snr
 
     sched = make_schedule("linear", 50)
     if zero_snr:

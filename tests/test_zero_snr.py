@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ddpm_ref.schedules import SCHEDULE_NAMES, Schedule, make_schedule
-from ddpm_ref.zero_snr import rescale_zero_terminal_snr, rescaled_betas
+from ddpm_ref.schedules import rescale_zero_terminal_snr, rescaled_betas
 
 SCHEDULES = [make_schedule(n, T) for n in SCHEDULE_NAMES for T in (2, 37, 1000)]
 

@@ -10,7 +10,8 @@ code for this architecture.
 One module class per kind of plan step (``ddpm_ref.models.unet_plan``): ``InConvStep`` and
 ``DownsampleStep`` are plain ``nn.Conv2d``; ``ResBlock``, ``Attention``, ``Upsample`` and
 ``Out`` mirror ``ddpm_ref.models.unet_blocks``; ``TorchUNet`` walks the plan as ``UNet._run``
-does. ``torch_unet(net)`` builds one and copies the weights.
+does. ``torch_unet(net)`` builds one and copies the weights. A ``learn_sigma`` U-Net needs nothing
+more: its plan's ``OutStep`` has c_out = 2·C ([prediction | v_σ]) and ``Out`` is built from it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ time-embedding MLP on the sinusoidal code, the class-embedding table):
     h_{l} &= h_{l-1} + W_l\, \mathrm{silu}(h_{l-1} + e) + b_l, \quad l = 1..L
         && \text{residual blocks, each told the time} \\
     \hat ε &= W_{out}\, \mathrm{silu}(h_L) + b_{out}
+        && \text{(}2\cdot\text{dim outputs, } [\hat ε \,|\, v_σ]\text{, with learn\_sigma)}
 
 ``W_out`` starts at zero (as DDPM's last convolution does), so an untrained model predicts
 ε̂ = 0 and its loss starts at E[ε²] = 1. Class labels y take values 0..num_classes; the value
@@ -40,7 +41,7 @@ class MLP:
     kind = "mlp"   # the name a checkpoint stores (ddpm_ref.runs)
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, emb_dim: int = 32,
-                 num_classes: int | None = None, dtype: str = "float64", seed: int = 0):
+                 num_classes: int | None = None, dtype: str = "float64", seed: int = 0, learn_sigma: bool = False):
         self.dim = check_positive_int("dim", dim)
         self.hidden = check_positive_int("hidden", hidden)
         self.depth = check_positive_int("depth", depth)
@@ -57,6 +58,10 @@ class MLP:
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = int(seed)
+        if not isinstance(learn_sigma, (bool, np.bool_)):
+            raise ValueError(f"learn_sigma must be True or False, got {learn_sigma!r}")
+        self.learn_sigma = bool(learn_sigma)
+        self.out_dim = self.dim * (2 if self.learn_sigma else 1)     # [prediction | v_σ] with learn_sigma
         self.params = self._init_params(np.random.default_rng(seed))
         self._cache = None
 
@@ -78,15 +83,16 @@ class MLP:
         p["in.w"], p["in.b"] = lin(H, self.dim)
         for layer in range(self.depth):
             p[f"block{layer}.w"], p[f"block{layer}.b"] = lin(H, H)
-        p["out.w"] = np.zeros((self.dim, H), dtype=self.dtype)
-        p["out.b"] = np.zeros(self.dim, dtype=self.dtype)
+        p["out.w"] = np.zeros((self.out_dim, H), dtype=self.dtype)
+        p["out.b"] = np.zeros(self.out_dim, dtype=self.dtype)
         return p
 
     @property
     def config(self) -> dict:
         """JSON-able; ``MLP(**config)`` rebuilds the same shapes."""
         return {"dim": self.dim, "hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim,
-                "num_classes": self.num_classes, "dtype": self.dtype.name, "seed": self.seed}
+                "num_classes": self.num_classes, "dtype": self.dtype.name, "seed": self.seed,
+                "learn_sigma": self.learn_sigma}
 
     @property
     def num_params(self) -> int:
@@ -117,7 +123,7 @@ class MLP:
         return t, y
 
     def forward(self, x, t, y=None, *, keep_cache: bool = True, rng=None):
-        """ε̂ of shape (N, dim). ``rng`` is accepted for the U-Net's signature (no dropout here)."""
+        """ε̂ of shape (N, dim), or (N, 2·dim) = [prediction | v_σ] with learn_sigma. ``rng`` is accepted for the U-Net's signature (no dropout here)."""
         t, y = self._check_inputs(x, t, y)
         p = self.params
         e, c_time = time_mlp_forward(t, p["temb.w1"], p["temb.b1"], p["temb.w2"], p["temb.b2"])
@@ -148,7 +154,7 @@ class MLP:
         if self._cache is None:
             raise ValueError("backward needs a forward pass with keep_cache=True first")
         c_time, c_class, c_in, blocks, c_so, c_out = self._cache
-        expected = (c_out["x_shape"][0], self.dim)
+        expected = (c_out["x_shape"][0], self.out_dim)
         if not isinstance(d_out, np.ndarray) or d_out.shape != expected or d_out.dtype.kind != "f":
             raise ValueError(f"d_out must be a float array of ε̂'s shape {expected}, got "
                              f"{getattr(d_out, 'dtype', type(d_out).__name__)} {getattr(d_out, 'shape', '')}")

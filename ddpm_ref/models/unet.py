@@ -70,6 +70,10 @@ class UNet:
         groups: GroupNorm groups (must divide base_channels).
         dropout: dropout probability inside ResBlocks (training only, see ``forward``).
         num_classes: None (unconditional) or the number of labels; label num_classes is "null".
+        learn_sigma: False (default): the output has the image's C channels (ε̂, x̂_0 or v̂).
+            True: 2·C channels, [prediction | v_σ], v_σ the interpolation of the learned variance
+            (Nichol & Dhariwal 2021, eq. 15; ``ddpm_ref.learned_variance``); ``backward`` then takes
+            the gradient of both halves.
         dtype: "float32" or "float64" for parameters and activations.
         seed: initialisation seed (numpy.random.default_rng(seed)).
         ops: an ops object for conv2d/attention (default: ``ddpm_ref.nn``, the NumPy reference;
@@ -98,7 +102,7 @@ class UNet:
 
     def __init__(self, in_channels=1, image_size=8, base_channels=32, channel_mults=(1, 2),
                  num_res_blocks=1, attention_resolutions=(4,), groups=8, dropout=0.0,
-                 num_classes=None, dtype="float32", seed=0, ops=None, workers=1):
+                 num_classes=None, dtype="float32", seed=0, ops=None, workers=1, learn_sigma=False):
         mults, attn = check_config(in_channels, image_size, base_channels, channel_mults,
                                     num_res_blocks, attention_resolutions, groups, dropout,
                                     num_classes, dtype)
@@ -108,7 +112,7 @@ class UNet:
             "num_res_blocks": int(num_res_blocks), "attention_resolutions": list(attn),
             "groups": int(groups), "dropout": float(dropout),
             "num_classes": None if num_classes is None else int(num_classes),
-            "dtype": np.dtype(dtype).name, "seed": int(seed),
+            "dtype": np.dtype(dtype).name, "seed": int(seed), "learn_sigma": bool(learn_sigma),
         }
         for name in ("conv2d_forward", "conv2d_backward", "attention_forward", "attention_backward"):
             if ops is not None and not callable(getattr(ops, name, None)):
@@ -118,6 +122,8 @@ class UNet:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if not isinstance(learn_sigma, (bool, np.bool_)):
+            raise ValueError(f"learn_sigma must be True or False, got {learn_sigma!r}")
         self.workers = int(workers)
         self.dtype = np.dtype(dtype)
         self.emb_dim = 4 * base_channels
@@ -241,7 +247,7 @@ class UNet:
         return x, t, y
 
     def forward(self, x, t, y=None, *, keep_cache=True, rng=None):
-        """ε̂(x_t, t[, y]) of shape (N, in_channels, image_size, image_size).
+        """ε̂(x_t, t[, y]) of shape (N, in_channels, image_size, image_size) (2·in_channels with learn_sigma).
 
         Args:
             x: (N, in_channels, image_size, image_size) float array (cast to the net's dtype).
@@ -271,9 +277,9 @@ class UNet:
                              rngs[i] if dropout_on else None)
 
         outs = map_shards(run, len(shards))
-        self._tape = {"shards": shards, "tapes": [tape for _, tape in outs],
-                      "out_shape": x.shape} if keep_cache else None
         eps = outs[0][0] if len(outs) == 1 else array_module(x).concatenate([e for e, _ in outs])
+        self._tape = {"shards": shards, "tapes": [tape for _, tape in outs],
+                      "out_shape": eps.shape} if keep_cache else None
         if not bool(array_module(eps).isfinite(eps).all()):     # one pass over ε̂: x's size
             raise ValueError("ε̂ is not finite although x is: the parameters (net.params) hold NaN or "
                              "±inf (did training diverge?), or |x| is too large for the network")

@@ -73,7 +73,8 @@ class ConcatSkip:
 
 @dataclass(frozen=True)
 class OutStep:
-    """The head: GroupNorm → SiLU → 3×3 convolution to the image's channels (``unet_blocks.out_forward``)."""
+    """The head: GroupNorm → SiLU → 3×3 convolution to the image's channels, or twice that with
+    learn_sigma (``unet_blocks.out_forward``)."""
     name: str
     c_in: int
     c_out: int
@@ -124,7 +125,8 @@ def check_config(in_channels, image_size, base_channels, channel_mults, num_res_
 def build_plan(cfg) -> list:
     """The network as a list of steps (the dataclasses above), read by ``__init__`` (shapes) and
     ``forward`` (order). ``cfg`` needs in_channels, image_size, base_channels, channel_mults,
-    num_res_blocks and attention_resolutions (a ``UNet.config`` has them)."""
+    num_res_blocks and attention_resolutions (a ``UNet.config`` has them), and optionally
+    learn_sigma (the head then gives 2·in_channels: [prediction | v_σ])."""
     base, mults, nrb = cfg["base_channels"], cfg["channel_mults"], cfg["num_res_blocks"]
     attn, res = set(cfg["attention_resolutions"]), cfg["image_size"]
     steps = [InConvStep("in_conv", cfg["in_channels"], base), PushSkip(base)]
@@ -152,5 +154,6 @@ def build_plan(cfg) -> list:
         if level != 0:
             steps.append(UpsampleStep(f"up.{level}.upsample", ch))
             res *= 2
-    steps.append(OutStep("out", ch, cfg["in_channels"]))
+    out_channels = cfg["in_channels"] * (2 if cfg.get("learn_sigma", False) else 1)
+    steps.append(OutStep("out", ch, out_channels))
     return steps

@@ -14,7 +14,7 @@ from ddpm_ref.plots import new_figure, register, save
 from ddpm_ref.schedules import make_schedule
 from ddpm_ref.score import sample_langevin, sample_probability_flow, sample_reverse_sde
 from ddpm_ref.timesteps import SPACINGS, sampling_timesteps
-from ddpm_ref.zero_snr import rescale_zero_terminal_snr
+from ddpm_ref.schedules import rescale_zero_terminal_snr
 
 __all__ = ["plot_prediction_targets", "plot_zero_snr_and_learned_variance", "optimal_v_sigma",
            "mixture_stats", "score_sampler_runs", "plot_score_samplers", "plot_diffusers_conventions",

@@ -145,7 +145,7 @@ def _ex_12_2_reference(sched, xt, t, v):
                  "x̂₀ = cos φ_t·x_t − sin φ_t·v̂ = √ᾱ_t·x_t − √(1 − ᾱ_t)·v̂."))
 def _ex_12_2(answer):
     from ddpm_ref.schedules import make_schedule
-    from ddpm_ref.zero_snr import rescale_zero_terminal_snr
+    from ddpm_ref.schedules import rescale_zero_terminal_snr
 
     g = np.random.default_rng(122)
     inputs = []

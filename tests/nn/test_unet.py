@@ -26,7 +26,8 @@ def _batch(rng, n=2, classes=3):
     return x, t, y
 
 
-def test_unet_gradient_finite_differences(rng, fd_check):
+@pytest.mark.parametrize("learn_sigma", [False, True])
+def test_unet_gradient_finite_differences(learn_sigma, rng, fd_check):
     """Every parameter tensor (3 random entries each) and dL/dx, attention and classes on, dropout on.
 
     The dropout mask is fixed by re-seeding its generator for every evaluation, so the loss is a
@@ -36,9 +37,10 @@ def test_unet_gradient_finite_differences(rng, fd_check):
     gradient entries are small (~1e-4). Measured: relative error 3e-7 at h = 1e-6 and 2e-9 at
     h = 1e-4 for the same entries (truncation, O(h²), stays far below the tolerance).
     """
-    net = _randomised(UNet(**TINY, dropout=0.2), rng)
+    net = _randomised(UNet(**TINY, dropout=0.2, learn_sigma=learn_sigma), rng)
     x, t, y = _batch(rng)
     eps = net.forward(x, t, y, rng=np.random.default_rng(5))
+    assert eps.shape == (2, 2 if learn_sigma else 1, 8, 8)        # [prediction | v_σ] with learn_sigma
     G = rng.standard_normal(eps.shape)
     grads = net.backward(G)
     assert list(grads) == list(net.params)
@@ -55,14 +57,14 @@ def test_unet_gradient_finite_differences(rng, fd_check):
           f"over {len(errors)} tensors")
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_unet_matches_torch_autograd(workers, rng):
+@pytest.mark.parametrize("workers, learn_sigma", [(1, False), (2, False), (1, True)])
+def test_unet_matches_torch_autograd(workers, learn_sigma, rng):
     """Forward and every gradient against the same architecture built from torch.nn, float64
     (also with the batch split over 2 threads)."""
     torch = pytest.importorskip("torch")
     from ddpm_ref.bench.torch_twin import torch_unet
 
-    net = _randomised(UNet(**TINY, workers=workers), rng)
+    net = _randomised(UNet(**TINY, workers=workers, learn_sigma=learn_sigma), rng)
     module = torch_unet(net)
     x, t, y = _batch(rng, n=3)
     y = np.array([0, 2, 3])
@@ -111,6 +113,27 @@ def test_keep_cache_false_matches_and_backward_then_raises(rng):
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="keep_cache=True"):
         net.backward(np.ones_like(b))
+
+
+def test_learn_sigma_config_round_trip_and_old_configs(rng):
+    """learn_sigma is in the config (what a checkpoint saves); a config without it (saved before
+    issue 11) builds the C-channel net; both halves of the output get gradients."""
+    net = UNet(**TINY, learn_sigma=True)
+    assert net.config["learn_sigma"] is True and net.params["out.conv.w"].shape[0] == 2
+    again = UNet(**json.loads(json.dumps(net.config)))
+    assert again.params["out.conv.w"].shape == net.params["out.conv.w"].shape
+    old = {k: v for k, v in UNet(**TINY).config.items() if k != "learn_sigma"}
+    assert UNet(**old).params["out.conv.w"].shape[0] == 1
+    _randomised(net, rng)
+    x, t, y = _batch(rng)
+    out = net.forward(x, t, y)
+    g_first = net.backward(np.concatenate([np.ones_like(out[:, :1]), np.zeros_like(out[:, 1:])], axis=1))
+    net.forward(x, t, y)
+    g_second = net.backward(np.concatenate([np.zeros_like(out[:, :1]), np.ones_like(out[:, 1:])], axis=1))
+    w1, w2 = g_first["out.conv.w"], g_second["out.conv.w"]
+    assert np.any(w1[0] != 0) and np.all(w1[1] == 0) and np.any(w2[1] != 0) and np.all(w2[0] == 0)
+    with pytest.raises(ValueError, match="learn_sigma"):
+        UNet(**TINY, learn_sigma="yes")
 
 
 def test_determinism_and_config_round_trip(rng):
