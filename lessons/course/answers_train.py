@@ -319,36 +319,60 @@ def _ex_09_3(answer):
 # --------------------------------------------------------------------------------------------
 
 
-def _my_guided(eps_cond, eps_uncond, w):
+def _my_guided_eps(eps_model, xt, t, y, w, num_classes):
+    eps_cond = eps_model(xt, t, y)
+    eps_uncond = eps_model(xt, t, np.full_like(y, num_classes))      # the null label
     return (1 + w) * eps_cond - w * eps_uncond
 
 
-def _guided_reference(eps_cond, eps_uncond, w):
-    """guided_eps on a stand-in model that returns eps_cond with labels and eps_uncond without."""
+class _LabelledModel:
+    """A stand-in ε_θ(x_t, t, y) whose answer depends on the label; y = None or num_classes is ∅."""
+
+    def __init__(self, num_classes=10):
+        self.num_classes = num_classes
+
+    def __call__(self, xt, t, y=None):
+        y = np.full(len(xt), self.num_classes) if y is None else np.asarray(y)
+        shape = (-1,) + (1,) * (np.ndim(xt) - 1)
+        return 0.4 * np.tanh(xt) + 0.1 * (y.reshape(shape) - 4.5) + 0.001 * np.asarray(t).reshape(shape)
+
+
+def _guided_reference(eps_model, xt, t, y, w, num_classes):
     from ddpm_ref.sample import guided_eps
 
-    def model(xt, t, y=None):
-        return eps_uncond if y is None else eps_cond
+    return guided_eps(eps_model, xt, t, y, guidance=w)
 
-    return guided_eps(model, np.zeros_like(eps_cond), np.ones(len(eps_cond), dtype=np.int64),
-                      np.zeros(len(eps_cond), dtype=np.int64), guidance=w)
+
+def _guided_variant(combine):
+    def wrong(eps_model, xt, t, y, w, num_classes):
+        c = eps_model(xt, t, y)
+        u = eps_model(xt, t, np.full_like(y, num_classes))
+        return combine(c, u, w)
+    return wrong
 
 
 _GUIDED_MISTAKES = {
     "the two predictions swapped (guidance towards the unconditional one)":
-        lambda c, u, w: (1 + w) * u - w * c,
-    "w·ε(y) + (1 − w)·ε(∅): the other convention's s used as our w": lambda c, u, w: w * c + (1 - w) * u,
-    "ε(y) + w·ε(∅) (a sign error)": lambda c, u, w: c + w * u,
+        _guided_variant(lambda c, u, w: (1 + w) * u - w * c),
+    "w·ε(y) + (1 − w)·ε(∅): the other convention's s used as our w": _guided_variant(lambda c, u, w: w * c + (1 - w) * u),
+    "ε(y) + w·ε(∅) (a sign error)": _guided_variant(lambda c, u, w: c + w * u),
+    "the unconditional prediction taken with label 0 (a real digit) instead of the null label":
+        lambda m, x, t, y, w, n: (1 + w) * m(x, t, y) - w * m(x, t, np.zeros_like(y)),
 }
 
 
-@exercise("10.1", solution=lambda: _my_guided,
+@exercise("10.1", solution=lambda: _my_guided_eps,
           wrong={what: (lambda fn=fn: fn) for what, fn in _GUIDED_MISTAKES.items()},
-          hints=("Start from ε(y) and move further along the direction ε(y) − ε(∅), w times that difference.",
-                 "ε̃ = ε(y) + w·(ε(y) − ε(∅)) = (1 + w)·ε(y) − w·ε(∅)."))
+          hints=("Two network calls on the same x_t and t: one with the labels y, one with every label replaced by "
+                 "the null label (num_classes). Then move from ε(y) further along ε(y) − ε(∅).",
+                 "ε̃ = ε(x_t, t, y) + w·(ε(x_t, t, y) − ε(x_t, t, ∅)) = (1 + w)·ε(y) − w·ε(∅)."))
 def _ex_10_1(answer):
     g = np.random.default_rng(10)
-    inputs = [(g.standard_normal((3, 1, 2, 2)), g.standard_normal((3, 1, 2, 2)), w) for w in (0.5, 2.0, 7.5)]
+    model = _LabelledModel(10)
+    inputs = []
+    for w in (0.5, 2.0, 7.5):
+        xt = g.standard_normal((4, 1, 3, 3))
+        inputs.append((model, xt, g.integers(1, 1001, size=4), g.integers(0, 10, size=4), w, 10))
     if callable(answer) and answer(*inputs[0]) is None:
         return False, NOT_ANSWERED
     return compare_function(answer, _guided_reference, inputs, rtol=1e-12, atol=1e-12, mistakes=_GUIDED_MISTAKES)
