@@ -16,7 +16,15 @@ import numpy as np
 
 from ddpm_ref.plots import new_figure, register, save
 
-__all__ = ["ddim_sweep", "plot_ddim_steps_quality", "guidance_sweep", "plot_guidance_grid"]
+__all__ = ["ddim_sweep", "plot_ddim_steps_quality", "guidance_sweep", "plot_guidance_grid", "DDIM_STEPS",
+           "DDIM_ETAS", "N_DIGITS", "GUIDANCE_WS", "GUIDANCE_STEPS"]
+
+# The settings of the registered figures (the lessons' captions quote them; tests/test_lessons_text_b.py checks)
+DDIM_STEPS = (5, 10, 20, 50, 100)
+DDIM_ETAS = (0.0, 1.0)
+N_DIGITS = 100                       # digits per point of each curve
+GUIDANCE_WS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+GUIDANCE_STEPS = 20
 
 
 def _setup(run_dir):
@@ -28,7 +36,7 @@ def _setup(run_dir):
     return ModelEps(model), make_schedule(meta["train"]["schedule"], meta["train"]["T"])
 
 
-def ddim_sweep(eps_model, sched, steps=(5, 10, 20, 50, 100), etas=(0.0, 1.0), n=100, seed=0):
+def ddim_sweep(eps_model, sched, steps=DDIM_STEPS, etas=DDIM_ETAS, n=N_DIGITS, seed=0):
     """[(eta, steps, seconds, fdd, images)] for every pair; n digits, the ten classes equally."""
     from ddpm_ref.evaluation import fdd
     from ddpm_ref.sample import sample_ddim
@@ -76,7 +84,7 @@ def plot_ddim_steps_quality(rows, baseline_fdd: float, n: int):
     return fig
 
 
-def guidance_sweep(eps_model, sched, ws=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0), n=100, steps=20, seed=0):
+def guidance_sweep(eps_model, sched, ws=GUIDANCE_WS, n=N_DIGITS, steps=GUIDANCE_STEPS, seed=0):
     """[(w, label accuracy, fdd, images)], n digits per w, the same x_T for every w."""
     from ddpm_ref.evaluation import fdd, label_accuracy
     from ddpm_ref.sample import sample_ddim
@@ -125,7 +133,7 @@ def _make_ddim_steps(out_dir, seed, run_dir):
     from ddpm_ref.evaluation import baselines
 
     eps_model, sched = _setup(run_dir)
-    n = 100
+    n = N_DIGITS
     rows = ddim_sweep(eps_model, sched, n=n, seed=seed)
     return [save(plot_ddim_steps_quality(rows, baselines(n=n)["fdd_test_digits"], n), out_dir, "ddim_steps_quality")]
 
@@ -136,6 +144,6 @@ def _make_guidance_grid(out_dir, seed, run_dir):
     from ddpm_ref.evaluation import baselines
 
     eps_model, sched = _setup(run_dir)
-    n, steps = 100, 20
+    n, steps = N_DIGITS, GUIDANCE_STEPS
     results = guidance_sweep(eps_model, sched, n=n, steps=steps, seed=seed)
     return [save(plot_guidance_grid(results, baselines(n=n), n, steps), out_dir, "guidance_grid")]
