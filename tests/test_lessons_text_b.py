@@ -159,6 +159,13 @@ def test_lesson8_digit_counts():
     assert "(1438 training images" in _markdown("08") and "the other 359 are held out" in _markdown("08")
 
 
+def test_lesson8_full_mode_is_the_demo_length():
+    from ddpm_ref.train import DEMO_CONFIG
+
+    assert DEMO_CONFIG.steps == 2500 and "(2500 steps, several minutes)" in _markdown("08")
+    assert "full=2500" in _code("08")
+
+
 def test_lesson8_ema_numbers():
     from ddpm_ref.optim import EMA
     from ddpm_ref.train import DEMO_CONFIG
