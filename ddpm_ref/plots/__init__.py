@@ -71,6 +71,10 @@ FIGURE_MODULES = (
     "elbo",          # the bound's terms per t in bits/dim
     "beyond_ddpm",   # lessons 12-14: prediction targets, zero SNR, learned variance, score samplers, diffusers' names
     "training",      # the trained demo run (needs runs/demo): loss curve, DDIM samples, a reverse trajectory
+    "gradcheck",     # lesson 6: every backward pass against centred differences
+    "unet_diagram",  # lesson 7: the U-Net's blocks with shapes and skips
+    "kernels",       # lesson 11: a conv kernel's thread-to-data maps; the emulator against NumPy
+    "sampling",      # lessons 9-10 (needs runs/demo): DDIM steps vs quality vs time; guidance scale grid
 )
 
 DEMO_RUN_DIR = "runs/demo"   # where figures with needs="demo" look for checkpoint.npz (relative to the cwd)
