@@ -56,3 +56,26 @@ def test_bits_per_dim_of_a_zero_eps_model():
     assert r["bpd"] > 5.0                     # an untrained model is far from the data (about 20)
     again = ev.bits_per_dim(zero, sched, x, num_t=10, rng=0, batch_size=16, progress=False)
     assert again == r                                                 # the seed fixes the estimate
+
+
+def test_bits_per_dim_of_a_learned_variance_model_at_its_ends():
+    """A model with learned variances whose v_σ is 0 everywhere has Σ_θ = β̃_t (eq. 15), and one whose
+    v_σ is 1 has Σ_θ = β_t: its bound must agree with the fixed-variance bound ("fixed_small",
+    "fixed_large"), computed by ddpm_ref.elbo, within the Monte Carlo error of the two estimates."""
+    sched = make_schedule("linear", 50)
+    x, _ = load_digits_images("test")
+    x = x[:40]
+    eps_hat = lambda xt: 0.3 * xt                                                 # noqa: E731
+    for v, variance in ((0.0, "fixed_small"), (1.0, "fixed_large")):
+        learned = lambda xt, t: np.concatenate([eps_hat(xt), np.full_like(xt, v)], axis=1)   # noqa: E731
+        a = ev.bits_per_dim(learned, sched, x, num_t=50, rng=0, progress=False, learn_sigma=True)
+        b = ev.bits_per_dim(lambda xt, t: eps_hat(xt), sched, x, num_t=50, rng=1, variance=variance,
+                            progress=False)
+        se = np.hypot(a["bpd_stderr"], b["bpd_stderr"])
+        assert abs(a["bpd"] - b["bpd"]) < 5 * se, (variance, a, b)
+    # and the two ends differ: the test would see a model that ignored v_σ
+    small = ev.bits_per_dim(lambda xt, t: np.concatenate([eps_hat(xt), np.zeros_like(xt)], 1), sched, x,
+                            num_t=50, rng=0, progress=False, learn_sigma=True)
+    large = ev.bits_per_dim(lambda xt, t: np.concatenate([eps_hat(xt), np.ones_like(xt)], 1), sched, x,
+                            num_t=50, rng=0, progress=False, learn_sigma=True)
+    assert abs(small["bpd"] - large["bpd"]) > 10 * np.hypot(small["bpd_stderr"], large["bpd_stderr"])

@@ -40,19 +40,24 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
     from ddpm_ref.data import load_digits_images
     from ddpm_ref.evaluation import baselines, bits_per_dim, fdd, label_accuracy
     from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm
-    from ddpm_ref.schedules import make_schedule
+    from ddpm_ref.schedules import make_schedule, rescale_zero_terminal_snr
 
     cfg = model.config
     if cfg.get("image_size") != 8 or cfg.get("in_channels") != 1:
         raise ValueError("evaluate scores models of 8×8 grey-scale digits (a run trained with --data digits); "
                          f"this model takes {cfg.get('image_size') or 'point'} inputs")
-    sched = make_schedule(meta["train"]["schedule"], meta["train"]["T"])
+    train_cfg = meta["train"]
+    sched = make_schedule(train_cfg["schedule"], train_cfg["T"])
+    if train_cfg.get("zero_terminal_snr"):
+        sched = rescale_zero_terminal_snr(sched)
+    prediction = train_cfg.get("prediction", "eps")                 # what the network outputs
     x_test, _ = load_digits_images("test", seed=0, dtype=cfg["dtype"])
     n = len(x_test) if n is None else n
     eps = ModelEps(model)
     out = {"step": int(meta["step"])}
     if bpd:
-        out.update(bits_per_dim(eps, sched, x_test, num_t=num_t, rng=seed, progress=progress))
+        out.update(bits_per_dim(eps, sched, x_test, num_t=num_t, rng=seed, progress=progress,
+                                prediction=prediction))
         zero = bits_per_dim(lambda xt, t: np.zeros_like(xt), sched, x_test, num_t=num_t, rng=seed, progress=False)
         out["bpd_zero_model"] = zero["bpd"]             # baseline: an untrained model (ε̂ = 0)
     k = cfg.get("num_classes")
@@ -61,9 +66,11 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
         raise ValueError("--guidance needs a class-conditional model; this one has no classes")
     shape = (n, 1, 8, 8)
     if sampler == "ddpm":
-        x = sample_ddpm(eps, sched, shape, rng=seed, y=y, guidance=guidance, progress=progress)
+        x = sample_ddpm(eps, sched, shape, rng=seed, y=y, guidance=guidance, progress=progress,
+                        prediction=prediction)
     else:
-        x = sample_ddim(eps, sched, shape, steps=steps, rng=seed, y=y, guidance=guidance, progress=progress)
+        x = sample_ddim(eps, sched, shape, steps=steps, rng=seed, y=y, guidance=guidance, progress=progress,
+                        prediction=prediction)
     out.update({"sampler": sampler if sampler == "ddpm" else f"ddim{steps}", "guidance": guidance,
                 "fdd_samples": fdd(x), "n_samples": n})
     if y is not None:

@@ -14,7 +14,9 @@ from tqdm import tqdm
 from ddpm_ref._checks import check_positive_int
 from ddpm_ref._rng import as_generator
 from ddpm_ref.data import load_digits_images
-from ddpm_ref.elbo import vlb_estimate
+from ddpm_ref.diffusion import p_mean_variance, q_sample
+from ddpm_ref.elbo import prior_bpd, vlb_estimate
+from ddpm_ref.learned_variance import vlb_term_learned_forward
 from ddpm_ref.evaluation.classifier import digit_classifier
 
 __all__ = ["frechet_distance", "fdd", "label_accuracy", "baselines", "bits_per_dim"]
@@ -65,19 +67,49 @@ def baselines(n: int | None = None, seed: int = 0) -> dict:
 
 
 def bits_per_dim(eps_model, sched, x0, *, num_t: int = 100, rng=0, variance: str = "fixed_small",
-                 batch_size: int = 200, progress: bool = True) -> dict:
+                 batch_size: int = 200, progress: bool = True, prediction: str = "eps",
+                 learn_sigma: bool | None = None) -> dict:
     """The bound in bits/dim on images ``x0`` (N, C, H, W): mean and standard error over examples.
 
-    ``num_t`` timesteps per batch (``vlb_estimate``; ``num_t = T``: the full sum).
+    ``num_t`` timesteps per batch (``vlb_estimate``; ``num_t = T``: the full sum). ``prediction``:
+    what the model outputs ("eps", "x0" or "v"). A model with learned variances (``learn_sigma``,
+    default: the model's own ``learn_sigma`` attribute, as ``ModelEps`` sets it) outputs
+    [prediction | v_σ]; its terms use Σ_θ of Nichol & Dhariwal's eq. 15 (``_vlb_estimate_learned``).
     """
     g = as_generator(rng)
     batch_size = check_positive_int("batch_size", batch_size)
+    if learn_sigma is None:
+        learn_sigma = bool(getattr(eps_model, "learn_sigma", False))
     out = []
     bar = tqdm(range(0, len(x0), batch_size), desc=f"bits/dim ({num_t} timesteps per batch)",
                unit="batch", disable=not progress, leave=False)
     for i in bar:
-        out.append(vlb_estimate(sched, eps_model, x0[i:i + batch_size], g, num_t, variance=variance))
+        batch = x0[i:i + batch_size]
+        if learn_sigma:
+            out.append(_vlb_estimate_learned(sched, eps_model, batch, g, num_t, prediction))
+        else:
+            out.append(vlb_estimate(sched, eps_model, batch, g, num_t, variance=variance, prediction=prediction))
         bar.set_postfix(bpd=f"{np.concatenate(out).mean():.3f}")
     bpd = np.concatenate(out)
     return {"bpd": float(bpd.mean()), "bpd_stderr": float(bpd.std(ddof=1) / np.sqrt(len(bpd))) if len(bpd) > 1
             else float("nan"), "num_t": int(num_t), "n": int(len(bpd))}
+
+
+def _vlb_estimate_learned(sched, model, x0, rng, num_t: int, prediction: str) -> np.ndarray:
+    r"""The unbiased estimate L_T + (T/m) Σ_{t∈S} L_{t−1} of ``ddpm_ref.elbo.vlb_estimate``, for a
+    model whose output is [prediction | v_σ]: each L_{t−1} is ``vlb_term_learned_forward`` with
+    μ_θ from the prediction (``p_mean_variance``) and Σ_θ = exp(v log β_t + (1 − v) log β̃_t)."""
+    num_t = check_positive_int("num_t", num_t)
+    if num_t > sched.T:
+        raise ValueError(f"num_t must be at most T = {sched.T}, got {num_t}")
+    ts = np.sort(rng.choice(sched.T, size=num_t, replace=False)) + 1                 # S, in 1..T
+    total = prior_bpd(sched, x0)
+    c = x0.shape[1]
+    for t in ts:
+        xt = q_sample(sched, x0, int(t), rng.standard_normal(x0.shape).astype(x0.dtype))
+        out = model(xt, np.full(x0.shape[0], t, dtype=np.int64))
+        pred, v_sigma = out[:, :c], out[:, c:]
+        mean, _ = p_mean_variance(sched, xt, int(t), pred, prediction=prediction)
+        term, _ = vlb_term_learned_forward(sched, x0, xt, int(t), mean, v_sigma)
+        total = total + (sched.T / num_t) * term
+    return total
