@@ -62,8 +62,10 @@ def _add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
                                   "--zero-terminal-snr are read from its saved config)")
     g.add_argument("--spacing", choices=("linspace", "leading", "trailing"), default=None,
                    help="which --steps timesteps ddim and the score samplers visit (diffusers' timestep_spacing; "
-                        "default: ddim's round(linspace(1, T)), langevin's geometric noise levels, linspace)")
-    g.add_argument("--steps-offset", type=count, default=None, help="shift of --spacing leading (default: 0)")
+                        "default: ddim round(linspace(1, T, steps)), langevin geometric noise levels, sde/ode "
+                        "linspace)")
+    g.add_argument("--steps-offset", type=count, default=None,
+                   help="shift of ddim's --spacing leading, as diffusers' steps_offset (default: 0)")
     g.add_argument("--threshold", choices=("dynamic",), default=None,
                    help="dynamic thresholding of x̂_0 (Saharia et al. 2022) instead of clipping; ddpm and ddim")
     g.add_argument("--threshold-percentile", type=float, default=None,

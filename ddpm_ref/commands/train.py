@@ -88,7 +88,7 @@ def _add_target_arguments(parser: argparse.ArgumentParser, d) -> None:
     g.add_argument("--prediction", choices=PREDICTIONS,
                    help=f"what the network learns: eps (Ho et al.), x0 or v (Salimans & Ho) (default: {d.prediction})")
     g.add_argument("--learn-sigma", action="store_true", default=None,
-                   help="learn the variances too (Nichol & Dhariwal): the loss is L_simple + λ·L_vlb; image data only")
+                   help="learn the variances too (Nichol & Dhariwal): loss L_simple + λ·L_vlb; image data only")
     g.add_argument("--hybrid-lambda", type=float,
                    help=f"λ of L_hybrid, with --learn-sigma (default: {d.hybrid_lambda})")
     g.add_argument("--zero-terminal-snr", action="store_true", default=None,
