@@ -44,8 +44,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     parser.add_argument("--npz", default=None, help="also save the samples (float32) to this .npz")
     parser.add_argument("--trajectory", default=None, help="also draw the reverse chain of sample 0 to this PNG")
-    parser.add_argument("--no-progress", action="store_true")
     _add_sampler_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def labels_for(args, num_classes, n):
+    """The label array for the samples (None: unconditional) from --label / --unconditional."""
+    import numpy as np
+
+    if num_classes is None:
+        if args.label is not None:
+            raise ValueError("--label needs a class-conditional model; this one has no classes")
+        if args.guidance:
+            raise ValueError("--guidance needs a class-conditional model (trained with labels); this one has none")
+        return None
+    if args.unconditional:
+        if args.label is not None or args.guidance:
+            raise ValueError("--unconditional cannot be combined with --label or --guidance")
+        return None
+    if args.label is not None:
+        if not 0 <= args.label < num_classes:
+            raise ValueError(f"--label must be in 0..{num_classes - 1}, got {args.label}")
+        return np.full(n, args.label, dtype=np.int64)
+    return np.arange(n, dtype=np.int64) % num_classes
 
 
 #: --sampler's choices: Algorithm 2, DDIM, and the score-based samplers of ``ddpm_ref.score``.
@@ -72,27 +93,6 @@ def _add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the percentile p of |x̂_0| that --threshold dynamic scales to 1 (default: 0.995)")
     g.add_argument("--clip-range", type=float, default=None,
                    help="clip x̂_0 to [-r, r] (implies --clip-x0, which uses r = 1); ddpm and ddim")
-
-
-def labels_for(args, num_classes, n):
-    """The label array for the samples (None: unconditional) from --label / --unconditional."""
-    import numpy as np
-
-    if num_classes is None:
-        if args.label is not None:
-            raise ValueError("--label needs a class-conditional model; this one has no classes")
-        if args.guidance:
-            raise ValueError("--guidance needs a class-conditional model (trained with labels); this one has none")
-        return None
-    if args.unconditional:
-        if args.label is not None or args.guidance:
-            raise ValueError("--unconditional cannot be combined with --label or --guidance")
-        return None
-    if args.label is not None:
-        if not 0 <= args.label < num_classes:
-            raise ValueError(f"--label must be in 0..{num_classes - 1}, got {args.label}")
-        return np.full(n, args.label, dtype=np.int64)
-    return np.arange(n, dtype=np.int64) % num_classes
 
 
 def _check_values(args) -> None:
