@@ -174,13 +174,13 @@ def config_from_args(args):
     check_run_dir(args.run_dir)                  # a folder, creatable, writable; not x.npz
     given, unet = _given(args), _unet_options(args)
     if args.resume:
-        return _resume_config(args, given, unet).validate(), None
+        return _learned_variance(args, _resume_config(args, given, unet).validate(), None)
     config = TrainConfig(**given).validate()
     check_sizes(config)
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if config.cond and data.num_classes is None and not args.cond:
         config.cond = False                      # unlabelled data: an unconditional model
-    return config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet})
+    return _learned_variance(args, config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet}))
 
 
 def _learned_variance(args, config, model) -> tuple:
@@ -201,7 +201,7 @@ def _learned_variance(args, config, model) -> tuple:
 def run(args) -> int:
     from ddpm_ref.train import train
 
-    config, model = _learned_variance(args, *config_from_args(args))
+    config, model = config_from_args(args)
     ops, device = _cuda(config.device)
     state = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite, model_kind_config=model,
                   progress=not args.no_progress, device_ops=ops, device=device)
