@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 
-HELP = "sample a trained model with DDPM (Algorithm 2) or DDIM, write a PNG grid"
+HELP = ("sample a trained model with DDPM (Algorithm 2), DDIM, Langevin, the reverse SDE or the "
+        "probability-flow ODE, write a PNG grid")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples_<sampler>.png)")
     parser.add_argument("-n", "--n", "--num", dest="num", type=count, default=100,
                         help="number of samples (default: 100)")
-    parser.add_argument("--sampler", "--method", dest="sampler", choices=("ddpm", "ddim"), default="ddpm")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    parser.add_argument("--sampler", "--method", dest="sampler", choices=SAMPLERS, default="ddpm",
+                        help="ddpm (Algorithm 2), ddim, or a score sampler: langevin, sde, ode-euler, ode-heun")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"steps of ddim and the score samplers (default: {DEFAULT_STEPS}; ddpm visits all T)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM η (0: deterministic, 1: DDPM-like)")
     parser.add_argument("--variance", choices=("fixed_small", "fixed_large"), default="fixed_small",
                         help="DDPM σ_t²: β̃_t (fixed_small) or β_t (fixed_large)")
@@ -41,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     parser.add_argument("--npz", default=None, help="also save the samples (float32) to this .npz")
     parser.add_argument("--trajectory", default=None, help="also draw the reverse chain of sample 0 to this PNG")
+    _add_sampler_arguments(parser)
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -63,6 +67,32 @@ def labels_for(args, num_classes, n):
             raise ValueError(f"--label must be in 0..{num_classes - 1}, got {args.label}")
         return np.full(n, args.label, dtype=np.int64)
     return np.arange(n, dtype=np.int64) % num_classes
+
+
+#: --sampler's choices: Algorithm 2, DDIM, and the score-based samplers of ``ddpm_ref.score``.
+SAMPLERS = ("ddpm", "ddim", "langevin", "sde", "ode-euler", "ode-heun")
+SCORE_SAMPLERS = ("langevin", "sde", "ode-euler", "ode-heun")
+DEFAULT_STEPS = 50
+
+
+def _add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """Issue 11's flags: which timesteps a sampler visits, and how x̂_0 is kept in range."""
+    from ddpm_ref.preflight import count
+
+    g = parser.add_argument_group("timesteps and x̂_0 (the run's --prediction, --learn-sigma and "
+                                  "--zero-terminal-snr are read from its saved config)")
+    g.add_argument("--spacing", choices=("linspace", "leading", "trailing"), default=None,
+                   help="which --steps timesteps ddim and the score samplers visit (diffusers' timestep_spacing; "
+                        "default: ddim round(linspace(1, T, steps)), langevin geometric noise levels, sde/ode "
+                        "linspace)")
+    g.add_argument("--steps-offset", type=count, default=None,
+                   help="shift of ddim's --spacing leading, as diffusers' steps_offset (default: 0)")
+    g.add_argument("--threshold", choices=("dynamic",), default=None,
+                   help="dynamic thresholding of x̂_0 (Saharia et al. 2022) instead of clipping; ddpm and ddim")
+    g.add_argument("--threshold-percentile", type=float, default=None,
+                   help="the percentile p of |x̂_0| that --threshold dynamic scales to 1 (default: 0.995)")
+    g.add_argument("--clip-range", type=float, default=None,
+                   help="clip x̂_0 to [-r, r] (implies --clip-x0, which uses r = 1); ddpm and ddim")
 
 
 def _check_values(args) -> None:
@@ -107,26 +137,138 @@ def _check_run(args, model, meta, n: int) -> tuple:
     return (n, *shape), is_image
 
 
+def _check_sampler_flags(args) -> None:
+    """Flag combinations that cannot work, refused before the run is loaded. Then --steps gets its
+    default and --clip-range turns clipping on (``args`` is updated)."""
+    from ddpm_ref.preflight import check_number
+
+    s, spacing = args.sampler, args.spacing
+    for flag, value in (("--steps", args.steps), ("--spacing", spacing)):
+        if s == "ddpm" and value is not None:
+            raise ValueError(f"{flag} is for ddim and the score samplers: --sampler ddpm (Algorithm 2) visits "
+                             "every t = T, ..., 1")
+    if args.steps_offset is not None and (spacing != "leading" or s in SCORE_SAMPLERS):
+        raise ValueError("--steps-offset shifts --spacing leading of --sampler ddim only (diffusers ignores it for "
+                         f"the other spacings); got --sampler {s} --spacing {spacing or '(default)'}")
+    if args.threshold_percentile is not None:
+        if args.threshold is None:
+            raise ValueError("--threshold-percentile needs --threshold dynamic")
+        if check_number("--threshold-percentile", args.threshold_percentile, 0.0, 1.0) == 0:
+            raise ValueError("--threshold-percentile must be in (0, 1] (e.g. 0.995), got 0")
+    if args.threshold and (args.clip_x0 or args.clip_range is not None):
+        raise ValueError("--threshold dynamic and --clip-x0/--clip-range both keep x̂_0 in range: choose one")
+    if args.clip_range is not None and check_number("--clip-range", args.clip_range, 0.0) == 0:
+        raise ValueError("--clip-range must be > 0 (x̂_0 is clipped to [-r, r]), got 0")
+    if s in SCORE_SAMPLERS:
+        for flag, value in (("--clip-x0", args.clip_x0), ("--clip-range", args.clip_range is not None),
+                            ("--threshold", args.threshold), ("--trajectory", args.trajectory)):
+            if value:
+                raise ValueError(f"{flag} is for ddpm and ddim: --sampler {s} follows the score and forms x̂_0 "
+                                 "only at its last step (and keeps no trajectory)")
+    args.steps = DEFAULT_STEPS if args.steps is None else args.steps
+    args.clip_x0 = bool(args.clip_x0 or args.clip_range is not None)
+
+
+def _run_schedule(args, meta) -> tuple:
+    """The run's ``TrainConfig`` and the schedule it was trained on (``TrainConfig.make_schedule``:
+    rescaled when it has zero terminal SNR), after the checks that need the run."""
+    import dataclasses
+
+    from ddpm_ref.timesteps import sampling_timesteps
+    from ddpm_ref.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in meta["train"].items() if k in known})
+    s = args.sampler
+    if config.zero_terminal_snr and config.prediction == "eps":
+        raise ValueError("this run pairs --prediction eps with --zero-terminal-snr: an eps-prediction cannot "
+                         "recover x_0 at t = T (alpha_bar_T = 0); retrain with --prediction v or x0")
+    if config.zero_terminal_snr and s in ("sde", "ode-euler", "ode-heun"):
+        raise ValueError(f"--sampler {s} steps in log alpha_bar, which is infinite at this run's zero terminal "
+                         "SNR (trained with --zero-terminal-snr); use ddpm, ddim or langevin")
+    if config.learn_sigma and s == "ddim" and args.eta == 0:
+        raise ValueError("this run learned its variances (--learn-sigma), and the learned sigma is unused by "
+                         "deterministic DDIM (--eta 0), which adds no noise; use --sampler ddpm to sample with "
+                         "it (ddim with --eta > 0 runs, with sigma from eta)")
+    if s in SCORE_SAMPLERS and args.steps > config.T:
+        raise ValueError(f"--steps {args.steps} is more than the run's T={config.T}; --sampler {s} visits "
+                         "a subsequence of 1..T")
+    if args.spacing is not None:
+        try:
+            sampling_timesteps(config.T, args.steps, args.spacing, args.steps_offset or 0)
+        except ValueError as err:
+            raise ValueError(f"--spacing {args.spacing} --steps {args.steps} --steps-offset "
+                             f"{args.steps_offset or 0}: {err}") from None
+    return config, config.make_schedule()
+
+
+def _draw(args, model, config, sched, shape, common):
+    """Run the chosen sampler with the run's prediction target; its result (and trajectory)."""
+    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm
+
+    net = ModelEps(model)
+    if args.sampler in SCORE_SAMPLERS:
+        return _draw_score(args, _ScoreEps(net, sched, config.prediction, args.guidance), sched, shape,
+                           common["y"])
+    keep = dict(prediction=config.prediction, threshold=args.threshold,
+                clip_range=1.0 if args.clip_range is None else args.clip_range,
+                percentile=0.995 if args.threshold_percentile is None else args.threshold_percentile)
+    if args.sampler == "ddpm":
+        return sample_ddpm(net, sched, shape, variance=args.variance, **common, **keep)
+    return sample_ddim(net, sched, shape, steps=args.steps, eta=args.eta, spacing=args.spacing,
+                       steps_offset=args.steps_offset or 0, **common, **keep)
+
+
+def _draw_score(args, eps_model, sched, shape, y):
+    """Langevin, the reverse SDE or the probability-flow ODE (``ddpm_ref.score``), --steps steps."""
+    from ddpm_ref.score import sample_langevin, sample_probability_flow, sample_reverse_sde
+
+    kw = dict(steps=args.steps, rng=args.seed, y=y)
+    if args.spacing is not None:          # else each sampler's own: geometric for Langevin, linspace
+        kw["spacing"] = args.spacing
+    if args.sampler == "langevin":
+        return sample_langevin(eps_model, sched, shape, **kw)
+    if args.sampler == "sde":
+        return sample_reverse_sde(eps_model, sched, shape, **kw)
+    return sample_probability_flow(eps_model, sched, shape, solver=args.sampler[len("ode-"):], **kw)
+
+
+class _ScoreEps:
+    """The run's network as the ε-model the score samplers take: guidance mixed in (``guided_eps``),
+    a learned v_σ dropped (the score needs ε only), an x_0- or v-prediction turned into ε
+    (``eps_from_prediction``)."""
+
+    def __init__(self, net, sched, prediction: str, guidance: float):
+        self.net, self.sched, self.prediction, self.guidance = net, sched, prediction, guidance
+        self.dtype, self.num_classes = net.dtype, net.num_classes
+
+    def __call__(self, xt, t, y=None):
+        import numpy as np
+
+        from ddpm_ref.prediction import eps_from_prediction
+        from ddpm_ref.sample import guided_eps
+
+        out = np.asarray(guided_eps(self.net, xt, t, y, self.guidance))[:, :xt.shape[1]]
+        return out if self.prediction == "eps" else eps_from_prediction(self.sched, xt, t, out, self.prediction)
+
+
 def run(args) -> int:
     import numpy as np
 
     from ddpm_ref.checkpoint import save_npz_atomic
     from ddpm_ref.runs import load_run
-    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, save_grid_png
-    from ddpm_ref.schedules import make_schedule
+    from ddpm_ref.sample import save_grid_png
 
+    _check_sampler_flags(args)
     _check_values(args)
     n, out = args.num, _outputs(args)
     model, meta = load_run(args.run_dir, args.raw)
     shape, is_image = _check_run(args, model, meta, n)
-    sched = make_schedule(meta["train"]["schedule"], meta["train"]["T"])
+    config, sched = _run_schedule(args, meta)
     y = labels_for(args, model.config.get("num_classes"), n)
     common = dict(rng=args.seed, y=y, guidance=args.guidance, clip_x0=args.clip_x0,
                   return_trajectory=bool(args.trajectory), progress=not args.no_progress)
-    if args.sampler == "ddpm":
-        result = sample_ddpm(ModelEps(model), sched, shape, variance=args.variance, **common)
-    else:
-        result = sample_ddim(ModelEps(model), sched, shape, steps=args.steps, eta=args.eta, **common)
+    result = _draw(args, model, config, sched, shape, common)
     x, traj = result if args.trajectory else (result, None)
     if is_image:
         save_grid_png(x, out["png"], nrow=model.config.get("num_classes") or None)

@@ -76,7 +76,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--attention", type=_ints, help="resolutions with attention, e.g. 4 ('' for none; default: 4)")
     g.add_argument("--groups", type=count, help=f"default: {m['groups']}")
     g.add_argument("--dropout", type=float, help=f"default: {m['dropout']}")
+    _add_target_arguments(parser, d)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser, d) -> None:
+    """Issue 11's flags: what the network predicts, learned variances, zero terminal SNR (all define the run)."""
+    from ddpm_ref.diffusion import PREDICTIONS
+
+    g = parser.add_argument_group("prediction target and variance (define the run: --resume keeps them)")
+    g.add_argument("--prediction", choices=PREDICTIONS,
+                   help=f"what the network learns: eps (Ho et al.), x0 or v (Salimans & Ho) (default: {d.prediction})")
+    g.add_argument("--learn-sigma", action="store_true", default=None,
+                   help="learn the variances too (Nichol & Dhariwal): loss L_simple + λ·L_vlb; image data only")
+    g.add_argument("--hybrid-lambda", type=float,
+                   help=f"λ of L_hybrid, with --learn-sigma (default: {d.hybrid_lambda})")
+    g.add_argument("--zero-terminal-snr", action="store_true", default=None,
+                   help="rescale the --schedule to alpha_bar_T = 0 (Lin et al. 2024); needs --prediction v or x0")
 
 
 #: Flags of the U-Net group → the model's config keys.
@@ -158,13 +174,28 @@ def config_from_args(args):
     check_run_dir(args.run_dir)                  # a folder, creatable, writable; not x.npz
     given, unet = _given(args), _unet_options(args)
     if args.resume:
-        return _resume_config(args, given, unet).validate(), None
+        return _learned_variance(args, _resume_config(args, given, unet).validate(), None)
     config = TrainConfig(**given).validate()
     check_sizes(config)
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if config.cond and data.num_classes is None and not args.cond:
         config.cond = False                      # unlabelled data: an unconditional model
-    return config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet})
+    return _learned_variance(args, config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet}))
+
+
+def _learned_variance(args, config, model) -> tuple:
+    """``(config, model)`` with the model's output widened to [prediction | v_σ] for --learn-sigma,
+    after the checks that need the data: learned variances on images only, --hybrid-lambda with them."""
+    if args.hybrid_lambda is not None and not config.learn_sigma:
+        raise ValueError("--hybrid-lambda weighs the L_vlb term that only a --learn-sigma run trains; "
+                         "add --learn-sigma or leave --hybrid-lambda out")
+    if model is None or not config.learn_sigma:          # --resume: the saved model already has it
+        return config, model
+    kind, cfg = model
+    if kind != "unet":
+        raise ValueError(f"--learn-sigma needs image data: L_vlb's term at t = 1 is the likelihood of 8-bit "
+                         f"pixels, which the points of --data {config.data} are not")
+    return config, (kind, {**cfg, "learn_sigma": True})
 
 
 def run(args) -> int:
