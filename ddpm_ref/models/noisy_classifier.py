@@ -29,10 +29,10 @@ import numpy as np
 
 import ddpm_ref.nn as nn
 from ddpm_ref.models.unet_blocks import (
-    attention_block_backward, attention_block_forward, init_attention, init_conv, init_norm,
-    init_resblock, resblock_backward, resblock_forward,
+    attention_block_backward, attention_block_forward, conv3x3_backward, conv3x3_forward, init_attention,
+    init_conv, init_norm, init_resblock, resblock_backward, resblock_forward,
 )
-from ddpm_ref.models.unet_plan import check_config
+from ddpm_ref.models.unet_plan import AttentionStep, DownsampleStep, InConvStep, ResBlockStep, check_config
 
 __all__ = ["NoisyClassifier", "cross_entropy"]
 
@@ -74,22 +74,23 @@ class NoisyClassifier:
 
     # ------------------------------------------------------------ architecture
     def _build_plan(self):
-        """The steps: ("conv", name, c_in, c_out, stride) | ("res", name, c_in, c_out) | ("attn", name, c)."""
+        """The U-Net's encoder and middle as its named records (``models.unet_plan``): the input conv,
+        ResBlocks, attention and downsampling per level, then the middle ResBlock (+ attention)."""
         cfg = self.config
         base, res, attn = cfg["base_channels"], cfg["image_size"], set(cfg["attention_resolutions"])
-        steps, ch = [("conv", "in_conv", cfg["in_channels"], base, 1)], base
+        steps, ch = [InConvStep("in_conv", cfg["in_channels"], base)], base
         for level, mult in enumerate(cfg["channel_mults"]):
             for i in range(cfg["num_res_blocks"]):
-                steps.append(("res", f"down.{level}.res{i}", ch, base * mult))
+                steps.append(ResBlockStep(f"down.{level}.res{i}", ch, base * mult))
                 ch = base * mult
                 if res in attn:
-                    steps.append(("attn", f"down.{level}.attn{i}", ch))
+                    steps.append(AttentionStep(f"down.{level}.attn{i}", ch))
             if level != len(cfg["channel_mults"]) - 1:
-                steps.append(("conv", f"down.{level}.downsample", ch, ch, 2))
+                steps.append(DownsampleStep(f"down.{level}.downsample", ch))
                 res //= 2
-        steps.append(("res", "mid.res0", ch, ch))
+        steps.append(ResBlockStep("mid.res0", ch, ch))
         if attn:
-            steps.append(("attn", "mid.attn", ch))
+            steps.append(AttentionStep("mid.attn", ch))
         self.width = ch
         return steps
 
@@ -100,12 +101,15 @@ class NoisyClassifier:
         p["time.linear2.w"] = nn.variance_scaling(rng, (E, E), 1.0, dt)
         p["time.linear2.b"] = np.zeros(E, dt)
         for step in self.plan:
-            if step[0] == "conv":
-                init_conv(p, step[1], step[2], step[3], 3, rng, dt)
-            elif step[0] == "res":
-                init_resblock(p, step[1], step[2], step[3], E, rng, dt)
-            else:
-                init_attention(p, step[1], step[2], rng, dt)
+            match step:
+                case InConvStep(name, c_in, c_out):
+                    init_conv(p, name, c_in, c_out, 3, rng, dt)
+                case DownsampleStep(name, ch):
+                    init_conv(p, name, ch, ch, 3, rng, dt)
+                case ResBlockStep(name, c_in, c_out):
+                    init_resblock(p, name, c_in, c_out, E, rng, dt)
+                case AttentionStep(name, ch):
+                    init_attention(p, name, ch, rng, dt)
         init_norm(p, "out.norm", self.width, dt)
         p["head.w"] = nn.variance_scaling(rng, (self.config["num_classes"], self.width), 1.0, dt)
         p["head.b"] = np.zeros(self.config["num_classes"], dt)
@@ -136,12 +140,14 @@ class NoisyClassifier:
         emb_act, c_act = nn.silu_forward(e)                                  # every ResBlock reads silu(e)
         h, steps = x, []
         for step in self.plan:
-            if step[0] == "conv":
-                h, cache = ops.conv2d_forward(h, p[f"{step[1]}.w"], p[f"{step[1]}.b"], step[4], 1)
-            elif step[0] == "res":
-                h, cache = resblock_forward(p, step[1], h, emb_act, groups=groups, ops=ops)
-            else:
-                h, cache = attention_block_forward(p, step[1], h, groups=groups, ops=ops)
+            match step:
+                case InConvStep(name) | DownsampleStep(name):
+                    stride = 2 if isinstance(step, DownsampleStep) else 1
+                    h, cache = conv3x3_forward(h, p, name, ops=ops, stride=stride)
+                case ResBlockStep(name):
+                    h, cache = resblock_forward(h, emb_act, p, name, groups=groups, ops=ops)
+                case AttentionStep(name):
+                    h, cache = attention_block_forward(h, p, name, groups=groups, ops=ops)
             steps.append((step, cache))
         h, c_out = nn.groupnorm_silu_forward(h, p["out.norm.gamma"], p["out.norm.beta"], groups)
         pooled = h.mean(axis=(2, 3))                                         # global average pool, (N, C)
@@ -164,13 +170,14 @@ class NoisyClassifier:
         dh, g["out.norm.gamma"], g["out.norm.beta"] = nn.groupnorm_silu_backward(np.ascontiguousarray(dh), tape["out"])
         d_emb_act = 0
         for step, cache in reversed(tape["steps"]):
-            if step[0] == "conv":
-                dh, g[f"{step[1]}.w"], g[f"{step[1]}.b"] = ops.conv2d_backward(dh, cache)
-            elif step[0] == "res":
-                dh, d_e = resblock_backward(dh, cache, step[1], g, ops)
-                d_emb_act = d_emb_act + d_e                                  # every ResBlock read silu(e)
-            else:
-                dh = attention_block_backward(dh, cache, step[1], g, ops)
+            match step:
+                case InConvStep() | DownsampleStep():
+                    dh = conv3x3_backward(dh, cache, g)
+                case ResBlockStep():
+                    dh, d_e = resblock_backward(dh, cache, g)
+                    d_emb_act = d_emb_act + d_e                              # every ResBlock read silu(e)
+                case AttentionStep():
+                    dh = attention_block_backward(dh, cache, g)
         d_e = nn.silu_backward(d_emb_act, tape["act"])
         g["time.linear1.w"], g["time.linear1.b"], g["time.linear2.w"], g["time.linear2.b"] = \
             nn.time_mlp_backward(d_e, tape["time"])
