@@ -55,6 +55,8 @@ class NoisyClassifier:
     ``head.w``). ``forward`` keeps one tape for ``backward``.
     """
 
+    kind = "noisy_classifier"          # the name a checkpoint gives this class (ddpm_ref.runs)
+
     def __init__(self, in_channels=1, image_size=8, base_channels=16, channel_mults=(1, 2),
                  num_res_blocks=1, attention_resolutions=(), groups=4, num_classes=10,
                  dtype="float32", seed=0):
@@ -139,9 +141,9 @@ class NoisyClassifier:
             if step[0] == "conv":
                 h, cache = ops.conv2d_forward(h, p[f"{step[1]}.w"], p[f"{step[1]}.b"], step[4], 1)
             elif step[0] == "res":
-                h, cache = resblock_forward(p, step[1], h, emb_act, groups=groups, ops=ops)
+                h, cache = resblock_forward(h, emb_act, p, step[1], groups=groups, ops=ops)
             else:
-                h, cache = attention_block_forward(p, step[1], h, groups=groups, ops=ops)
+                h, cache = attention_block_forward(h, p, step[1], groups=groups, ops=ops)
             steps.append((step, cache))
         h, c_out = nn.groupnorm_silu_forward(h, p["out.norm.gamma"], p["out.norm.beta"], groups)
         pooled = h.mean(axis=(2, 3))                                         # global average pool, (N, C)
@@ -167,10 +169,10 @@ class NoisyClassifier:
             if step[0] == "conv":
                 dh, g[f"{step[1]}.w"], g[f"{step[1]}.b"] = ops.conv2d_backward(dh, cache)
             elif step[0] == "res":
-                dh, d_e = resblock_backward(dh, cache, step[1], g, ops)
+                dh, d_e = resblock_backward(dh, cache, g)
                 d_emb_act = d_emb_act + d_e                                  # every ResBlock read silu(e)
             else:
-                dh = attention_block_backward(dh, cache, step[1], g, ops)
+                dh = attention_block_backward(dh, cache, g)
         d_e = nn.silu_backward(d_emb_act, tape["act"])
         g["time.linear1.w"], g["time.linear1.b"], g["time.linear2.w"], g["time.linear2.b"] = \
             nn.time_mlp_backward(d_e, tape["time"])
