@@ -20,6 +20,10 @@ SUBCOMMANDS = {
     "evaluate": "evaluate",
     "demo": "demo",
     "bench": "bench",
+    "inpaint": "inpaint",
+    "edit": "edit",
+    "train-classifier": "train_classifier",
+    "train-autoencoder": "train_autoencoder",
 }
 
 

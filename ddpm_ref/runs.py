@@ -17,7 +17,9 @@ import numpy as np
 
 from ddpm_ref._checks import check_choice
 from ddpm_ref.checkpoint import load_checkpoint, split_prefix
+from ddpm_ref.models.autoencoder import Autoencoder
 from ddpm_ref.models.mlp import MLP
+from ddpm_ref.models.noisy_classifier import NoisyClassifier
 from ddpm_ref.models.unet import UNet
 
 __all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "build_model", "checkpoint_path",
@@ -26,7 +28,8 @@ __all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "build_model", "checkpoint_path",
 CHECKPOINT_NAME = "checkpoint.npz"
 
 #: The model kinds a checkpoint can name, and their classes (each class says its ``kind``).
-MODEL_CLASSES = {UNet.kind: UNet, MLP.kind: MLP}
+MODEL_CLASSES = {UNet.kind: UNet, MLP.kind: MLP, NoisyClassifier.kind: NoisyClassifier,
+                 Autoencoder.kind: Autoencoder}
 
 
 def build_model(kind: str, config: dict, ops=None):

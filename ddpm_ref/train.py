@@ -250,14 +250,15 @@ def _deferred_interrupt():
 
 
 def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, model_kind_config=None,
-          progress: bool = True, device_ops=None, device=None) -> TrainState:
+          progress: bool = True, device_ops=None, device=None, data: Dataset | None = None) -> TrainState:
     """Train (or with ``resume=True`` continue) a run; returns the final ``TrainState``.
 
     ``run_dir``: where ``checkpoint.npz``, ``config.json`` go (None: save nothing). On resume the
     saved run's configuration is used, except ``steps`` (the new total) and ``checkpoint_every``
     from ``config``. ``model_kind_config``: ``(kind, config)`` to override the default model.
     ``device``: optional ``(to_device, to_host)`` functions and ``device_ops`` the ops object, for
-    the CUDA path (see ``ddpm_ref.commands.train``).
+    the CUDA path (see ``ddpm_ref.commands.train``). ``data``: train on this ``Dataset`` instead of
+    ``config.data`` (the latents of a latent run, ``ddpm_ref.latent``; pass it again to resume).
     """
     config.validate()
     if resume:
@@ -268,7 +269,8 @@ def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, mod
             raise ValueError(f"the run is already at step {state.step}, past --steps {config.steps}")
         config = dataclasses.replace(saved, steps=config.steps, checkpoint_every=config.checkpoint_every,
                                      device=config.device)
-    data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
+    if data is None:
+        data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if not resume:
         kind, mcfg = model_kind_config or default_model_config(data, config.cond, config.seed)
         state = new_state(build_model(kind, mcfg, ops=device_ops), config)
