@@ -165,6 +165,7 @@ def _bad(runs, name):
         "classifier schedule mismatch": ([*sample, "--classifier", f"{r}/clf30"], "T=30"),
         "classifier with cfg guidance": ([*sample, "--classifier", f"{r}/clf", "--guidance", "1"], "--guidance"),
         "negative classifier scale": ([*sample, "--classifier", f"{r}/clf", "--classifier-scale", "-1"], ">= 0"),
+        "sample a classifier run": (["sample", "--run-dir", f"{r}/clf", "--no-progress"], "not a diffusion model"),
         "classifier on a latent run": (["sample", "--run-dir", lat, "--classifier", f"{r}/clf", "--no-progress"], "latent"),
         "trajectory of a latent run": (["sample", "--run-dir", lat, "--trajectory", f"{r}/t.png"], "latent"),
         "latent without autoencoder": (["train", "--latent", "--run-dir", f"{r}/x1", *UNET], "--autoencoder"),
@@ -180,7 +181,7 @@ BAD = ["mask of the wrong size", "unknown mask name", "unknown method", "resampl
        "repaint resample 0", "input of another size", "input not an image", "input missing", "inpaint a latent run",
        "strength 0", "strength above 1", "strength rounding to t0 = 0", "scale without classifier",
        "classifier is not a classifier", "classifier classes mismatch", "classifier schedule mismatch",
-       "classifier with cfg guidance", "negative classifier scale", "classifier on a latent run",
+       "classifier with cfg guidance", "sample a classifier run", "negative classifier scale", "classifier on a latent run",
        "trajectory of a latent run", "latent without autoencoder", "autoencoder that is not one",
        "latent on other data", "classifier steps 0", "classifier unknown schedule", "autoencoder negative kl"]
 

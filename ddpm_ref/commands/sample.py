@@ -127,6 +127,8 @@ def _issue12_setup(args, model, meta):
     from ddpm_ref.latent import latent_info
     from ddpm_ref.runs import load_run
 
+    if model.kind not in ("unet", "mlp"):
+        raise ValueError(f"{args.run_dir} holds a {model.kind!r}, not a diffusion model; sample a U-Net/MLP run")
     latent = latent_info(args.run_dir)
     if latent and args.trajectory:
         raise ValueError("--trajectory is not available for a latent run (its chain is in latent space)")
