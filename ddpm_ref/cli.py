@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ddpm_ref.commands import bench, demo, evaluate, figures, sample, train
+from ddpm_ref.commands import (bench, demo, edit, evaluate, figures, inpaint, sample, train, train_autoencoder,
+                               train_classifier)
 from ddpm_ref.interrupts import Aborted, Interrupted, exit_status
 
 SUBCOMMANDS = {"figures": figures, "train": train, "sample": sample, "evaluate": evaluate, "demo": demo,
-               "bench": bench}
+               "bench": bench, "inpaint": inpaint, "edit": edit, "train-classifier": train_classifier,
+               "train-autoencoder": train_autoencoder}
 
 
 class _Parser(argparse.ArgumentParser):

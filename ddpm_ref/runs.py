@@ -17,7 +17,9 @@ import numpy as np
 
 from ddpm_ref._checks import check_choice
 from ddpm_ref.checkpoint import load_checkpoint, split_prefix
+from ddpm_ref.models.autoencoder import Autoencoder
 from ddpm_ref.models.mlp import MLP
+from ddpm_ref.models.noisy_classifier import NoisyClassifier
 from ddpm_ref.models.unet import UNet
 
 __all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "SAMPLING_WORKERS", "build_model", "checkpoint_path",
@@ -31,7 +33,8 @@ CHECKPOINT_NAME = "checkpoint.npz"
 SAMPLING_WORKERS = 2
 
 #: The model kinds a checkpoint can name, and their classes (each class says its ``kind``).
-MODEL_CLASSES = {UNet.kind: UNet, MLP.kind: MLP}
+MODEL_CLASSES = {UNet.kind: UNet, MLP.kind: MLP, NoisyClassifier.kind: NoisyClassifier,
+                 Autoencoder.kind: Autoencoder}
 
 
 def build_model(kind: str, config: dict, ops=None):
@@ -56,8 +59,11 @@ def checkpoint_path(run_dir: str) -> str:
 
 def check_description(meta: dict, path: str) -> None:
     """Raise ValueError unless a checkpoint's description has what loading and sampling read:
-    ``model`` (``kind``, ``config``), ``train`` (``schedule``, ``T``, ``steps``) and ``step``."""
+    ``model`` (``kind``, ``config``), ``train`` (``schedule``, ``T``, ``steps`` for a diffusion model)
+    and ``step``."""
     need = {"model": ("kind", "config"), "train": ("schedule", "T", "steps")}
+    if isinstance(meta.get("model"), dict) and meta["model"].get("kind") not in (UNet.kind, MLP.kind):
+        need = {"model": ("kind", "config"), "train": ()}   # a classifier or autoencoder run: no sampler reads it
     for key, inner in need.items():
         if not isinstance(meta.get(key), dict) or any(k not in meta[key] for k in inner):
             raise ValueError(f"{path}: the checkpoint's description is incomplete (its {key!r} entry "

@@ -312,7 +312,7 @@ def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
 
 def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, overwrite: bool = False,
           model_kind_config=None, progress: bool = True, device_ops=None, device=None,
-          message=print) -> TrainState:
+          message=print, data: Dataset | None = None) -> TrainState:
     """Train (or with ``resume=True`` continue) a run; returns the final ``TrainState``.
 
     ``run_dir``: the run directory for ``checkpoint.npz``, ``config.json`` (None: save nothing).
@@ -322,7 +322,8 @@ def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, ove
     ``config`` (each change printed); ``config`` must not differ in any other field, nor
     ``model_kind_config`` (``(kind, config)``, default: ``default_model_config``) from the saved model.
     ``device``: optional ``(to_device, to_host)`` functions and ``device_ops`` the ops object, for
-    the CUDA path (see ``ddpm_ref.commands.train``).
+    the CUDA path (see ``ddpm_ref.commands.train``). ``data``: train on this ``Dataset`` instead of
+    ``config.data`` (the latents of a latent run, ``ddpm_ref.latent``; pass it again to resume).
 
     Signals (``ddpm_ref.interrupts``): a first Ctrl-C/SIGTERM/SIGHUP finishes the current step,
     saves it and raises ``Interrupted``; a second raises ``Aborted`` at once, writing nothing.
@@ -332,18 +333,19 @@ def train(config: TrainConfig, run_dir: str | None, *, resume: bool = False, ove
         raise ValueError("resume=True needs a run directory")
     if run_dir is None:
         with stop_requests() as stop:
-            state, data, sched = _start(config, None, False, False, model_kind_config, device_ops, message)
+            state, data, sched = _start(config, None, False, False, model_kind_config, device_ops, message, data)
             return _loop(state, data, sched, config, None, progress, device, stop)
     check_run_dir(run_dir)
     with RunLock(run_dir, message=message), stop_requests() as stop:   # a signal during setup: no step
         removed = remove_stale_temporaries(run_dir)
         if removed:
             message(f"removed {len(removed)} temporary file(s) left by an interrupted write in {run_dir}")
-        state, data, sched = _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message)
+        state, data, sched = _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message,
+                                    data)
         return _loop(state, data, sched, state.config, run_dir, progress, device, stop)
 
 
-def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message):
+def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, message, data=None):
     """The state to train from (new or loaded), the data set and the schedule, all checked."""
     path = None if run_dir is None else os.path.join(run_dir, CHECKPOINT_NAME)
     if resume:
@@ -362,7 +364,8 @@ def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, me
         raise ValueError(f"--run-dir {run_dir!r} already holds a run; continue it with --resume, "
                          "or choose another --run-dir")
     check_sizes(config)
-    data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
+    if data is None:
+        data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if not resume:
         kind, mcfg = model_kind_config or default_model_config(data, config.cond, config.seed,
                                                                learn_sigma=config.learn_sigma)

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectory", default=None, help="also draw the reverse chain of sample 0 to this PNG")
     _add_sampler_arguments(parser)
     parser.add_argument("--no-progress", action="store_true")
+    g = parser.add_argument_group("classifier guidance (Dhariwal & Nichol 2021)")
+    g.add_argument("--classifier", default=None, help="a noisy-classifier run (ddpm-ref train-classifier)")
+    g.add_argument("--classifier-scale", type=float, default=None, help="guidance scale s >= 0 (default: 1)")
 
 
 def labels_for(args, num_classes, n):
@@ -256,6 +259,7 @@ def run(args) -> int:
     import numpy as np
 
     from ddpm_ref.checkpoint import save_npz_atomic
+    from ddpm_ref.latent import decode_latents
     from ddpm_ref.runs import load_run
     from ddpm_ref.sample import save_grid_png
 
@@ -263,13 +267,18 @@ def run(args) -> int:
     _check_values(args)
     n, out = args.num, _outputs(args)
     model, meta = load_run(args.run_dir, args.raw)
+    clf, latent = _issue12_setup(args, model, meta)              # classifier guidance, a latent run
     shape, is_image = _check_run(args, model, meta, n)
     config, sched = _run_schedule(args, meta)
-    y = labels_for(args, model.config.get("num_classes"), n)
+    y = labels_for(args, model.config.get("num_classes") or (clf.config["num_classes"] if clf else None), n)
     common = dict(rng=args.seed, y=y, guidance=args.guidance, clip_x0=args.clip_x0,
                   return_trajectory=bool(args.trajectory), progress=not args.no_progress)
-    result = _draw(args, model, config, sched, shape, common)
+    if clf is not None:
+        result = _classifier_guided(args, model, clf, sched, shape, y)
+    else:
+        result = _draw(args, model, config, sched, shape, common)
     x, traj = result if args.trajectory else (result, None)
+    x = decode_latents(args.run_dir, x) if latent else x         # a latent run: x̂ = D(z / s)
     if is_image:
         save_grid_png(x, out["png"], nrow=model.config.get("num_classes") or None)
     else:
@@ -299,3 +308,62 @@ def _scatter(x, path):
     ax.set_aspect("equal")
     d, name = os.path.split(os.path.abspath(path))
     save(fig, d, name[:-4] if name.endswith(".png") else name)
+
+
+def _issue12_setup(args, model, meta):
+    """``(noisy classifier or None, latent run info or None)``; refuses what they cannot do."""
+    from ddpm_ref.latent import latent_info
+    from ddpm_ref.runs import load_run
+
+    if model.kind not in ("unet", "mlp"):
+        raise ValueError(f"{args.run_dir} holds a {model.kind!r}, not a diffusion model; sample a U-Net/MLP run")
+    latent = latent_info(args.run_dir)
+    if latent and args.trajectory:
+        raise ValueError("--trajectory is not available for a latent run (its chain is in latent space)")
+    if args.classifier is None:
+        if args.classifier_scale is not None:
+            raise ValueError("--classifier-scale needs --classifier CLASSIFIER_RUN (ddpm-ref train-classifier)")
+        return None, latent
+    scale = 1.0 if args.classifier_scale is None else args.classifier_scale
+    if not (scale >= 0 and scale < float("inf")):
+        raise ValueError(f"--classifier-scale must be a finite number >= 0, got {args.classifier_scale}")
+    for flag, given in (("--guidance", args.guidance), ("--unconditional", args.unconditional),
+                        ("--trajectory", args.trajectory), ("--clip-x0", args.clip_x0)):
+        if given:
+            raise ValueError(f"--classifier cannot be combined with {flag}")
+    if model.kind != "unet":
+        raise ValueError(f"classifier guidance needs an image model; this run's model is a {model.kind!r}")
+    if meta["train"].get("prediction", "eps") != "eps" or meta["train"].get("learn_sigma"):
+        raise ValueError("--classifier guides an eps-prediction model with fixed variances; this run predicts "
+                         f"{meta['train'].get('prediction')!r}" + (" with learned variances" if meta["train"].get("learn_sigma") else ""))
+    clf, cmeta = load_run(args.classifier)
+    if clf.kind != "noisy_classifier":
+        raise ValueError(f"--classifier {args.classifier} is a {clf.kind!r} run, not a noisy classifier "
+                         "(ddpm-ref train-classifier)")
+    c, m = clf.config, model.config
+    if (c["in_channels"], c["image_size"]) != (m["in_channels"], m["image_size"]):
+        raise ValueError(f"the classifier takes {c['in_channels']}×{c['image_size']}×{c['image_size']} inputs, "
+                         f"the model makes {m['in_channels']}×{m['image_size']}×{m['image_size']}"
+                         + (" (latents: a latent run cannot be guided by a pixel classifier)" if latent else ""))
+    if m.get("num_classes") is not None and m["num_classes"] != c["num_classes"]:
+        raise ValueError(f"the classifier has {c['num_classes']} classes, the model {m['num_classes']}")
+    ours, theirs = (meta["train"]["schedule"], meta["train"]["T"]), (cmeta["train"]["schedule"], cmeta["train"]["T"])
+    if ours != theirs:
+        raise ValueError(f"the classifier was trained on the {theirs[0]} schedule with T={theirs[1]}, "
+                         f"the model on {ours[0]} with T={ours[1]}")
+    args.classifier_scale = scale
+    return clf, latent
+
+
+def _classifier_guided(args, model, clf, sched, shape, y):
+    """D&N's Algorithm 1 (DDPM) or 2 (DDIM); a class-conditional model's ε is conditioned on y too."""
+    from ddpm_ref.guidance import sample_ddim_guided, sample_ddpm_guided
+    from ddpm_ref.sample import ModelEps
+
+    net = ModelEps(model)
+    cond = model.config.get("num_classes") is not None
+    eps = (lambda xt, t, _=None: net(xt, t, y)) if cond else net
+    common = dict(scale=args.classifier_scale, rng=args.seed, progress=not args.no_progress)
+    if args.sampler == "ddpm":
+        return sample_ddpm_guided(eps, clf.grad_log_prob, sched, shape, y, variance=args.variance, **common)
+    return sample_ddim_guided(eps, clf.grad_log_prob, sched, shape, y, steps=args.steps, eta=args.eta, **common)

@@ -78,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, help=f"default: {m['dropout']}")
     _add_target_arguments(parser, d)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = parser.add_argument_group("latent diffusion (digits only)")
+    g.add_argument("--latent", action="store_true",
+                   help="train on the digits' latents z = s·E(x) of --autoencoder (a copy is kept in the run)")
+    g.add_argument("--autoencoder", default=None, help="an autoencoder run (ddpm-ref train-autoencoder)")
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser, d) -> None:
@@ -203,9 +207,31 @@ def run(args) -> int:
 
     config, model = config_from_args(args)
     ops, device = _cuda(config.device)
+    data, model = _latent(args, config, model)          # data None: pixel space (config.data)
     state = train(config, args.run_dir, resume=args.resume, overwrite=args.overwrite, model_kind_config=model,
-                  progress=not args.no_progress, device_ops=ops, device=device)
+                  progress=not args.no_progress, device_ops=ops, device=device, data=data)
     tail = state.losses[-100:]
     print(f"step {state.step}: loss {sum(tail) / max(len(tail), 1):.4f} (mean of the last {len(tail)} steps), "
           f"{state.seconds:.1f} s; checkpoint in {args.run_dir}")
     return 0
+
+
+def _latent(args, config, model):
+    """``(latent Dataset or None, model (kind, config))`` for --latent / --autoencoder / --resume."""
+    from ddpm_ref.latent import attach_autoencoder, latent_info, latent_run_data
+
+    if args.resume:
+        if args.latent or args.autoencoder:
+            raise ValueError("--resume continues a run as it was trained; drop --latent/--autoencoder")
+        return (latent_run_data(args.run_dir) if latent_info(args.run_dir) else None), model
+    if not args.latent and not args.autoencoder:
+        return None, model
+    if not (args.latent and args.autoencoder):
+        raise ValueError("latent diffusion needs both --latent and --autoencoder AE_RUN")
+    if config.data != "digits":
+        raise ValueError(f"--latent trains on the digits' latents (the autoencoder's data); got --data {config.data}")
+    attach_autoencoder(args.run_dir, args.autoencoder, seed=config.seed)
+    data = latent_run_data(args.run_dir)
+    kind, cfg = model
+    cfg = dict(cfg, in_channels=int(data.x.shape[1]), image_size=int(data.x.shape[2]))
+    return data, (kind, cfg)

@@ -46,6 +46,8 @@ __all__ = ["Autoencoder", "fit_scale_factor"]
 class Autoencoder:
     """``encode`` / ``decode`` / ``loss_and_grads``; parameters in ``params`` (a dict of arrays)."""
 
+    kind = "autoencoder"               # the name a checkpoint gives this class (ddpm_ref.runs)
+
     def __init__(self, in_channels=1, hidden_channels=16, latent_channels=2, kl_weight=1e-4,
                  dtype="float32", seed=0):
         for name, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),

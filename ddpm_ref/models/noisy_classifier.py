@@ -55,6 +55,8 @@ class NoisyClassifier:
     ``head.w``). ``forward`` keeps one tape for ``backward``.
     """
 
+    kind = "noisy_classifier"          # the name a checkpoint gives this class (ddpm_ref.runs)
+
     def __init__(self, in_channels=1, image_size=8, base_channels=16, channel_mults=(1, 2),
                  num_res_blocks=1, attention_resolutions=(), groups=4, num_classes=10,
                  dtype="float32", seed=0):
