@@ -1,4 +1,7 @@
-"""``python -m ddpm_ref`` is the same as the ``ddpm-ref`` command."""
+"""``python -m ddpm_ref`` is the same as the ``ddpm-ref`` command.
+
+Layer: command line (imports anything below it; commands do not import each other).
+"""
 
 import sys
 

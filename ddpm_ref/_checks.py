@@ -1,5 +1,7 @@
 """Input checks shared by the public functions of ddpm_ref.
 
+Layer: helpers (NumPy only), used by every layer.
+
 Public functions validate what they are given and raise ``ValueError`` saying which argument was
 wrong and what is allowed. Internal helpers trust their callers and do not call these.
 """

@@ -1,5 +1,7 @@
 """Checkpoints: one ``.npz`` of arrays plus a JSON description, written atomically, read safely.
 
+Layer: loop (imports the model, layers and math; never the command line).
+
 A checkpoint file ``checkpoint.npz`` holds
 
 * arrays, by prefix: ``param/<name>`` (the weights), ``ema/<name>`` (their moving average),

@@ -1,5 +1,7 @@
 r"""Sinusoidal timestep encodings: how the U-Net is told which t it is denoising.
 
+Layer: math (imports NumPy and other math modules only; nothing above).
+
 The DDPM U-Net (Ho et al. 2020, Appendix B) gets the timestep through the Transformer's
 sinusoidal position encoding (Vaswani et al. 2017, section 3.5). For a position k (here the
 timestep t = 1..T, passed as is) and an even width d, column 2i holds a sine and column 2i + 1 a

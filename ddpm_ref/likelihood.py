@@ -1,5 +1,7 @@
 r"""Gaussian densities for the variational bound: KL between Gaussians and the discrete decoder.
 
+Layer: math (imports NumPy and other math modules only; nothing above).
+
 * ``normal_kl``: KL(N(μ₁, e^{v₁}) ‖ N(μ₂, e^{v₂})) elementwise, in nats (Ho et al. 2020, eq. 5
   uses it for every L_{t−1}).
 * ``discretized_gaussian_log_likelihood``: log p(x) of data on the 256-level grid of [−1, 1]

@@ -1,5 +1,7 @@
 r"""The optimiser and its helpers, written out: Adam, gradient clipping, warm-up, EMA.
 
+Layer: loop (imports the model, layers and math; never the command line).
+
 Ho et al. 2020 (Appendix B) train with Adam, learning rate 2·10⁻⁴ (10⁻⁴ at 256²), a linear
 warm-up over the first 5000 steps, gradient clipping at global norm 1, and sample from an
 exponential moving average of the weights with decay 0.9999. Each piece is here, small enough

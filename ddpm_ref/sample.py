@@ -1,5 +1,7 @@
 r"""Sampling: Algorithm 2 (DDPM) and DDIM, driven by any ε-model callable, plus PNG grids.
 
+Layer: loop (imports the model, layers and math; never the command line).
+
 Every sampler takes an **ε-model**: a callable ``eps_model(xt, t, y=None) -> eps`` with ``t`` an
 int array (N,) in 1..T and ``y`` an int array (N,) of class labels or ``None`` (unconditional).
 Three kinds plug in:

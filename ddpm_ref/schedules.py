@@ -1,5 +1,7 @@
 r"""Noise schedules: β_t, α_t = 1 − β_t and ᾱ_t = ∏_{s≤t} α_s, precomputed in float64.
 
+Layer: math (imports NumPy and other math modules only; nothing above).
+
 Convention (the paper's, Ho et al. 2020): timesteps are t = 1..T and every array of a
 ``Schedule`` has length T + 1 and is indexed by t. Index 0 means "no noise": β_0 = 0, α_0 = 1,
 ᾱ_0 = 1, so that x_0 is the data. *diffusers* and *improved-diffusion* index their arrays 0..T−1:

@@ -1,5 +1,7 @@
 r"""Training: Algorithm 1 of Ho et al. 2020 with L_simple, Adam, clipping, warm-up, EMA, checkpoints.
 
+Layer: loop (imports the model, layers and math; never the command line).
+
 One training step (``train_step``), with every random draw from the run's single Generator in a
 fixed order (batch indices, t, ε, label dropout, then the network's dropout):
 

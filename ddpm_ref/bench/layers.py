@@ -1,4 +1,7 @@
-"""The heaviest single layers of the demo U-Net, timed alone by ``ddpm-ref bench``."""
+"""The heaviest single layers of the demo U-Net, timed alone by ``ddpm-ref bench``.
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The driver of ``ddpm-ref bench``: every timing side by side in one run, and the printed table."""
+"""The driver of ``ddpm-ref bench``: every timing side by side in one run, and the printed table.
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The training step timed by ``ddpm-ref bench``, in NumPy (the demo U-Net, ``ddpm_ref.optim.Adam``)
-and in PyTorch (the same network from ``torch_twin``, ``torch.optim.Adam``)."""
+and in PyTorch (the same network from ``torch_twin``, ``torch.optim.Adam``).
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Threads and the timer of ``ddpm-ref bench``."""
+"""Threads and the timer of ``ddpm-ref bench``.
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

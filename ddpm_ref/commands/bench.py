@@ -1,6 +1,8 @@
 """``ddpm-ref bench``: time the NumPy U-Net (training step, sampling forward, heaviest layers),
 side by side with the identical architecture in PyTorch when it is installed.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref bench                      # 2 threads, batch 64, the demo's model
     ddpm-ref bench --threads 1 --repeats 50 --json bench.json
     ddpm-ref bench --no-torch --no-layers --profile

@@ -1,5 +1,7 @@
 """``ddpm-ref demo``: train a class-conditional U-Net on the 8×8 digits, sample, draw the figures.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref demo                       # ~10 minutes on 2 cores; everything goes to runs/demo/
     ddpm-ref demo --quick               # a tiny model in well under a minute (a smoke test)
     ddpm-ref demo --fresh               # retrain even if runs/demo holds a finished run

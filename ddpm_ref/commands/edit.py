@@ -1,5 +1,7 @@
 """``ddpm-ref edit``: SDEdit (Meng et al. 2022) on your images: noise them to t0, denoise them back.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref edit --run-dir runs/demo --input sketch.png --strength 0.5
     ddpm-ref edit --run-dir runs/demo --input digits.npz --strength 0.3 --out edits.png
 

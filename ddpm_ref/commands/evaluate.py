@@ -1,5 +1,7 @@
 """``ddpm-ref evaluate``: bits/dim on the held-out digits and the Fréchet digit distance of samples.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref evaluate --run-dir runs/demo                 # ~1-2 minutes on 2 cores
     ddpm-ref evaluate --run-dir runs/demo --num-t 1000    # the exact (one-sample) bound, slower
     ddpm-ref evaluate --run-dir runs/demo --json eval.json

@@ -1,5 +1,7 @@
 """``ddpm-ref figures``: regenerate the lessons' figures (deterministic: same seed, same pixels).
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref figures                       # every figure into figures/
     ddpm-ref figures --only schedules      # one (repeat --only for several)
     ddpm-ref figures --list                # names, descriptions, lessons

@@ -1,5 +1,7 @@
 """``ddpm-ref inpaint``: fill in a masked region of your images with a trained model (replacement or RePaint).
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref inpaint --run-dir runs/demo --input digits.npz --mask right               # replacement
     ddpm-ref inpaint --run-dir runs/demo --input seven.png --mask center --method repaint --resample 5 --jump 10
     ddpm-ref inpaint --run-dir runs/demo --input digits.npz --mask my_mask.png --out filled.png

@@ -1,5 +1,7 @@
 """``ddpm-ref sample``: draw samples from a trained run, as a PNG grid (and optionally .npz).
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref sample --run-dir runs/demo                          # DDPM (Algorithm 2), 100 digits
     ddpm-ref sample --run-dir runs/demo --sampler ddim --steps 50 --eta 0 --guidance 2 --label 7
     ddpm-ref sample --run-dir runs/demo --trajectory traj.png    # also one reverse chain

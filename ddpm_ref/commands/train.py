@@ -1,5 +1,7 @@
 """``ddpm-ref train``: Algorithm 1 on the digits, a 2-D toy set or your own IDX/.npz images.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref train                                   # the demo's U-Net on the digits, runs/train/
     ddpm-ref train --data moons --steps 2000         # the MLP on two moons
     ddpm-ref train --data my_images.npz --uncond     # your images (N, H, W) or (N, C, H, W)

@@ -1,5 +1,7 @@
 """``ddpm-ref train-autoencoder``: the autoencoder of latent diffusion, and its fitted scale factor.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref train-autoencoder --run-dir runs/autoencoder            # 8×8 digits → 2×4×4 latents
     ddpm-ref train --latent --autoencoder runs/autoencoder --run-dir runs/latent
     ddpm-ref sample --run-dir runs/latent                             # decoded before writing

@@ -1,5 +1,7 @@
 """``ddpm-ref train-classifier``: the noisy classifier p_φ(y | x_t, t) that classifier guidance needs.
 
+Layer: command line (imports anything below it; commands do not import each other).
+
     ddpm-ref train-classifier --run-dir runs/classifier            # 1500 steps on noised digits
     ddpm-ref sample --run-dir runs/demo --classifier runs/classifier --classifier-scale 3 --sampler ddim
 

@@ -1,4 +1,7 @@
-"""Small helpers shared by the data modules (internal)."""
+"""Small helpers shared by the data modules (internal).
+
+Layer: loop (imports the model, layers and math; never the command line).
+"""
 
 from __future__ import annotations
 

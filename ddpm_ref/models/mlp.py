@@ -1,5 +1,7 @@
 r"""A small MLP ε-model for 2-D (or any flat D-dimensional) data, with a hand-written backward pass.
 
+Layer: model (imports ddpm_ref.nn and the math layer; nothing above).
+
 It has the U-Net's interface (``params``, ``forward(x, t, y=None, keep_cache=...)``,
 ``backward``, ``config``, ``num_params``), so the same training loop, sampler and checkpoint
 code serve both. Built only from ``ddpm_ref.nn``'s forward/backward pairs (linear, SiLU, the

@@ -1,5 +1,7 @@
 r"""The DDPM U-Net (Ho et al. 2020, App. B), in NumPy with a hand-written backward pass.
 
+Layer: model (imports ddpm_ref.nn and the math layer; nothing above).
+
 Architecture of the demo's model (base 32, ``channel_mults=(1, 2)``, ``num_res_blocks=1``,
 attention at 4×4) on 8×8 inputs; ``[h | s]`` is a concatenation along channels, and the skips
 s0..s3 are used last-in, first-out::

@@ -1,5 +1,7 @@
 r"""The U-Net's building blocks, each a forward/backward pair over named parameters.
 
+Layer: model (imports ddpm_ref.nn and the math layer; nothing above).
+
 One pair per kind of step in the plan (``unet_plan.py``):
 
 ===================  ==========================================================================

@@ -1,5 +1,7 @@
 r"""SiLU (also called swish): the U-Net's only nonlinearity.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 .. math::
 
     \mathrm{silu}(x) = x\,\sigma(x), \qquad

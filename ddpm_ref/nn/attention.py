@@ -1,5 +1,7 @@
 r"""Scaled dot-product attention, one head: o = softmax(q kᵀ / √D) v over the keys.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 q, k, v have shape (B, L, D): B independent sequences (here: images) of L tokens (pixels) with D
 features (channels).
 

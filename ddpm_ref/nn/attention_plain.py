@@ -1,5 +1,7 @@
 r"""Scaled dot-product attention, one head, the plain version: loops to read against the equations.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 q, k, v have shape (B, L, D): B independent sequences of L positions with D features. Written
 per batch b, query position i, key position j and feature d:
 

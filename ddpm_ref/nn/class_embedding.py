@@ -1,5 +1,7 @@
 r"""Class-label embedding: a lookup table whose last row is the "null" label.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 ``table`` has shape (num_classes + 1, E). Labels 0..num_classes−1 pick their row; the label
 ``num_classes`` picks the null row, used for the unconditional half of classifier-free guidance
 (Ho & Salimans 2022): training replaces a random fraction of labels by it.

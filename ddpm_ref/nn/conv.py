@@ -1,5 +1,7 @@
 r"""2-D convolution (cross-correlation, as in every deep-learning library), forward and backward.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 .. math::
 
     y_{n,k,i,j} = b_k + \sum_{c,r,s} w_{k,c,r,s}\; x^{pad}_{n,c,\,i\sigma + r,\,j\sigma + s},

@@ -1,5 +1,7 @@
 r"""Inverted dropout: zero each entry with probability p and scale the survivors by 1/(1 − p).
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 y = x · m / (1 − p) with m ~ Bernoulli(1 − p), so E[y] = x and evaluation needs no rescaling.
 The mask comes from the ``numpy.random.Generator`` passed in (never the global random state).
 """

@@ -1,5 +1,7 @@
 r"""Group normalisation (Wu & He 2018): normalise each group of C/G channels of each example.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 For example n and group g, over the C/G channels and H·W pixels of the group (M numbers):
 
 .. math::

@@ -1,5 +1,7 @@
 r"""Group norm followed by SiLU, in one forward/backward pair: the pattern every ResBlock opens with.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 The function is exactly ``silu(groupnorm(x))`` (``groupnorm.py`` and ``activations.py`` remain
 the definitions, and the tests check that this pair agrees with them, values and gradients):
 

@@ -1,5 +1,7 @@
 r"""Weight initialisation, as in Ho et al.'s TensorFlow U-Net.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 Weights are drawn from the uniform "fan-average" variance scaling (Glorot/Xavier uniform for
 scale 1):
 

@@ -1,5 +1,7 @@
 r"""The two ways the U-Net joins paths: the residual add and the skip concatenation.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 * add: y = a + b, so da = db = dy (the gradient is copied to both branches).
 * concat along channels: y = [a | b], so da and db are the two slices of dy.
 """

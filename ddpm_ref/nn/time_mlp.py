@@ -1,5 +1,7 @@
 r"""The timestep embedding MLP (Ho et al. 2020, App. B): sinusoidal code → Linear → SiLU → Linear.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 .. math::
 
     e(t) = W_2\,\mathrm{silu}(W_1\,P(t) + b_1) + b_2

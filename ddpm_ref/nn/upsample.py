@@ -1,5 +1,7 @@
 r"""Nearest-neighbour 2× upsampling: every pixel becomes a 2×2 block of copies.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 y[n, c, 2i + a, 2j + b] = x[n, c, i, j] for a, b ∈ {0, 1}; so dx[n, c, i, j] is the sum of dy
 over that 2×2 block.
 """

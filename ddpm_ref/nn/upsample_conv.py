@@ -1,5 +1,7 @@
 r"""Nearest 2× upsampling followed by a 3×3 convolution (padding 1), computed without upsampling.
 
+Layer: layers (imports NumPy, ddpm_ref.nn's helpers and the math layer; nothing above).
+
 After nearest upsampling, output pixel (2i + a, 2j + b) of the 3×3 convolution reads upsampled
 rows 2i + a − 1 .. 2i + a + 1, which are copies of only *two* low-resolution rows:
 i − 1, i, i for a = 0 and i, i, i + 1 for a = 1 (and likewise for columns). So each of the four

@@ -1,6 +1,8 @@
 """What DDPM grew into (lessons 12-14): prediction targets, zero terminal SNR, learned variances,
 the score-based samplers on the 2-D mixture with its exact score, and diffusers' conventions.
 
+Layer: tooling beside the stack (imports anything below the command line).
+
 Every figure is cheap (pure formulas, or the mixture's exact denoiser) and deterministic given the seed.
 """
 

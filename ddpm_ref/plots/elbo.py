@@ -1,6 +1,9 @@
 """Where the bound comes from: L = L_T + Σ_{t≥2} L_{t−1} + L_0 term by term, in bits/dim, for the
 exact optimal denoiser of a 2-D Gaussian mixture (so the terms are those of the best possible
-ε-model, not of a half-trained network)."""
+ε-model, not of a half-trained network).
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

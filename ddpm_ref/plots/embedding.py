@@ -1,4 +1,7 @@
-"""The sinusoidal timestep encoding: the matrix P(k, column), a few of its rows, their similarities."""
+"""The sinusoidal timestep encoding: the matrix P(k, column), a few of its rows, their similarities.
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

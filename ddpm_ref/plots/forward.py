@@ -1,4 +1,7 @@
-"""A real photograph disappearing into noise along the forward process: two schedules side by side, and one pixel's marginal q(x_t) spreading into N(0, 1)."""
+"""A real photograph disappearing into noise along the forward process: two schedules side by side, and one pixel's marginal q(x_t) spreading into N(0, 1).
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

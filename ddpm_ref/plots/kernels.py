@@ -1,5 +1,7 @@
 """Lesson 11's pictures of the CUDA kernels in ``kernels/``.
 
+Layer: tooling beside the stack (imports anything below the command line).
+
 * ``plot_conv_thread_map``: which thread computes which output element in version 1 of
   ``conv2d_forward`` (one thread per element of y (N, K, P, Q), numbered in C order) and which
   block owns which tile of Y = W·X_col in version 2 (square tiles; partial tiles at the edges keep

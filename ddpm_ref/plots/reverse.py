@@ -1,6 +1,9 @@
 """The reverse process before any training: Algorithm 2 and DDIM with the exact optimal denoiser
 of a 2-D Gaussian mixture (``ddpm_ref.data.default_gmm``), so every picture shows the sampler
-itself, not a network's errors."""
+itself, not a network's errors.
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

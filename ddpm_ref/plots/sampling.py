@@ -1,5 +1,7 @@
 """Figures of sampling from the trained demo model (need ``runs/demo``: ``ddpm-ref demo``).
 
+Layer: tooling beside the stack (imports anything below the command line).
+
 * ``plot_ddim_steps_quality``: DDIM with η = 0 and η = 1 at several step counts: the Fréchet digit
   distance (FDD, ``ddpm_ref.evaluation``) against the number of network calls and against the
   seconds it took on the machine that drew the figure, with the held-out digits' FDD at the same

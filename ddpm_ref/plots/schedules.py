@@ -1,4 +1,7 @@
-"""Figures of the noise schedules: β_t, ᾱ_t and logSNR per family; Chen's γ(t); β̃_t/β_t."""
+"""Figures of the noise schedules: β_t, ᾱ_t and logSNR per family; Chen's γ(t); β̃_t/β_t.
+
+Layer: tooling beside the stack (imports anything below the command line).
+"""
 
 from __future__ import annotations
 

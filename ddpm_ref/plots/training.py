@@ -1,5 +1,7 @@
 """Figures of a trained run: the loss curve, sample grids, one reverse trajectory.
 
+Layer: tooling beside the stack (imports anything below the command line).
+
 ``ddpm-ref demo`` writes these into ``runs/demo/``; ``ddpm-ref figures`` regenerates them from
 ``runs/demo/checkpoint.npz`` when that exists (run ``ddpm-ref demo`` first: the figures of a
 trained model need a trained model, and training is not something ``figures`` does silently).

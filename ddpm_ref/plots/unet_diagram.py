@@ -1,5 +1,7 @@
 """A block diagram of the U-Net with the shape of the activations after every block.
 
+Layer: tooling beside the stack (imports anything below the command line).
+
 The blocks and shapes are derived from the model's configuration by the rule ``build_plan``
 follows (input conv; per level ``num_res_blocks`` ResBlocks, attention where the resolution is
 listed, a stride-2 downsampling except at the last level; middle ResBlock, attention, ResBlock;
