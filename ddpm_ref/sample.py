@@ -34,7 +34,7 @@ from ddpm_ref._rng import as_generator
 from ddpm_ref.diffusion import PREDICTIONS, THRESHOLDS, ddim_step, ddpm_step, predict_x0, sampling_timesteps, x0_from_prediction
 from ddpm_ref.schedules import Schedule
 
-__all__ = ["ModelEps", "ddim_timesteps", "guided_eps", "sample_ddpm", "sample_ddim", "image_grid", "save_grid_png"]
+__all__ = ["ModelEps", "ddim_timesteps", "guided_eps", "sample_ddpm", "sample_ddpm_respaced", "respace", "RespacedModel", "sample_ddim", "image_grid", "save_grid_png"]
 
 
 class ModelEps:
@@ -232,6 +232,54 @@ def sample_ddpm(eps_model, sched, shape, *, rng=0, y=None, guidance: float = 0.0
         x = ddpm_step(sched, x, t_arr, pred, z, variance=variance, clip_x0=clip_x0, prediction=prediction,
                       v_sigma=v_sigma, clip_range=clip_range, threshold=threshold, percentile=percentile)
     return _finish(x, sched, frames, return_trajectory)
+
+
+def respace(sched: Schedule, timesteps) -> tuple[Schedule, np.ndarray]:
+    r"""The chain that visits only ``timesteps`` τ_1 < … < τ_S of ``sched`` (Nichol & Dhariwal 2021,
+    sec. 4), as a ``Schedule`` of S steps, and τ (increasing, paper indexing):
+
+    .. math::  \bar α'_i = \bar α_{τ_i}, \qquad β'_i = 1 − \bar α_{τ_i} / \bar α_{τ_{i−1}} \quad (\bar α_{τ_0} = 1)
+
+    Sampling the new chain with Algorithm 2 (``sample_ddpm``) while the network is told the
+    original τ_i (``RespacedModel``) is DDPM with fewer steps; a learned v_σ then interpolates
+    between β'_i and β̃'_i of the new chain, as improved-diffusion's ``SpacedDiffusion`` does.
+    """
+    taus = np.unique(np.asarray(timesteps, dtype=np.int64))
+    if taus.size == 0 or taus[0] < 1 or taus[-1] > sched.T:
+        raise ValueError(f"timesteps must lie in 1..{sched.T}, got {np.asarray(timesteps)!r}")
+    alpha_bar = sched.alpha_bars[taus]
+    alpha_bar_prev = np.concatenate([[1.0], alpha_bar[:-1]])
+    betas = 1.0 - alpha_bar / alpha_bar_prev                                   # β'_i
+    return Schedule.from_betas(betas, name=f"{sched.name}@{taus.size}", input_scale=sched.input_scale), taus
+
+
+class RespacedModel:
+    """The model of a respaced chain: step i of the new chain calls the network at the original τ_i."""
+
+    def __init__(self, eps_model, taus):
+        self.eps_model, self.taus = eps_model, np.asarray(taus, dtype=np.int64)
+        self.num_classes = getattr(eps_model, "num_classes", None)
+        self.learn_sigma = bool(getattr(eps_model, "learn_sigma", False))
+
+    def __call__(self, xt, t, y=None):
+        tau = self.taus[np.asarray(t) - 1]                                     # i -> τ_i
+        return self.eps_model(xt, tau) if y is None else self.eps_model(xt, tau, y)
+
+
+def sample_ddpm_respaced(eps_model, sched, shape, *, steps: int, spacing: str = "linspace", **kwargs):
+    """Algorithm 2 with ``steps`` of the T steps (``respace``; timesteps from ``sampling_timesteps``
+    with ``spacing``). ``steps = T`` is ``sample_ddpm`` itself. Other keyword arguments as for
+    ``sample_ddpm``; a trajectory's ``"t"`` is given in the original timesteps."""
+    steps = check_positive_int("steps", steps)
+    if steps > sched.T:
+        raise ValueError(f"steps must be at most T = {sched.T}, got {steps}")
+    new_sched, taus = respace(sched, sampling_timesteps(sched.T, steps, spacing))
+    out = sample_ddpm(RespacedModel(eps_model, taus), new_sched, shape, **kwargs)
+    if kwargs.get("return_trajectory"):
+        x, traj = out
+        traj["t"] = np.where(traj["t"] > 0, taus[np.maximum(traj["t"], 1) - 1], 0)
+        return x, traj
+    return out
 
 
 def sample_ddim(eps_model, sched, shape, *, steps: int = 50, eta: float = 0.0, rng=0, y=None,

@@ -79,3 +79,12 @@ def test_bits_per_dim_of_a_learned_variance_model_at_its_ends():
     large = ev.bits_per_dim(lambda xt, t: np.concatenate([eps_hat(xt), np.ones_like(xt)], 1), sched, x,
                             num_t=50, rng=0, progress=False, learn_sigma=True)
     assert abs(small["bpd"] - large["bpd"]) > 10 * np.hypot(small["bpd_stderr"], large["bpd_stderr"])
+
+
+def test_evaluate_ddpm_steps_bad_inputs_exit_2(capsys):
+    from ddpm_ref.cli import main
+
+    assert main(["evaluate", "--sampler", "ddim", "--ddpm-steps", "10", "--run-dir", "no/such/run"]) == 2
+    assert "--ddpm-steps respaces DDPM" in capsys.readouterr().err
+    assert main(["evaluate", "--sampler", "ddpm", "--ddpm-steps", "0", "--run-dir", "no/such/run"]) == 2
+    assert "--ddpm-steps" in capsys.readouterr().err

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--n", "--num", dest="num", type=count, default=None, help="samples for the FDD (default: the test split's size)")
     parser.add_argument("--sampler", "--method", dest="sampler", choices=("ddpm", "ddim"), default="ddim")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    parser.add_argument("--ddpm-steps", type=int, default=None,
+                        help="DDPM with this many of the T steps, respaced (default: all T, Algorithm 2)")
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance w (default: 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-bpd", action="store_true", help="skip the bound")
@@ -35,13 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, guidance=0.0, seed=0,
-                 bpd=True, progress=True) -> dict:
+def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, ddpm_steps=None, guidance=0.0,
+                 seed=0, bpd=True, progress=True) -> dict:
     import numpy as np
 
     from ddpm_ref.data import load_digits_images
     from ddpm_ref.evaluation import baselines, bits_per_dim, fdd, label_accuracy
-    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm
+    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, sample_ddpm_respaced
     from ddpm_ref.schedules import make_schedule, rescale_zero_terminal_snr
 
     cfg = model.config
@@ -67,13 +69,17 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, gu
     if guidance and y is None:
         raise ValueError("--guidance needs a class-conditional model; this one has no classes")
     shape = (n, 1, 8, 8)
-    if sampler == "ddpm":
+    if sampler == "ddpm" and ddpm_steps is not None and ddpm_steps < sched.T:
+        x = sample_ddpm_respaced(eps, sched, shape, steps=ddpm_steps, rng=seed, y=y, guidance=guidance,
+                                 progress=progress, prediction=prediction)
+        sampler = f"ddpm{ddpm_steps}"
+    elif sampler == "ddpm":
         x = sample_ddpm(eps, sched, shape, rng=seed, y=y, guidance=guidance, progress=progress,
                         prediction=prediction)
     else:
         x = sample_ddim(eps, sched, shape, steps=steps, rng=seed, y=y, guidance=guidance, progress=progress,
                         prediction=prediction)
-    out.update({"sampler": sampler if sampler == "ddpm" else f"ddim{steps}", "guidance": guidance,
+    out.update({"sampler": sampler if sampler.startswith("ddpm") else f"ddim{steps}", "guidance": guidance,
                 "fdd_samples": fdd(x), "n_samples": n})
     if y is not None:
         out["accuracy_samples"] = label_accuracy(x, y)
@@ -92,6 +98,8 @@ def _check(args, model, meta) -> None:
         raise ValueError(f"--num-t {args.num_t} is more than the run's T={T} (timesteps per batch, 1..T)")
     if args.sampler == "ddim" and args.steps > T:
         raise ValueError(f"--steps {args.steps} is more than the run's T={T}; DDIM uses a subsequence of 1..T")
+    if args.ddpm_steps is not None and args.ddpm_steps > T:
+        raise ValueError(f"--ddpm-steps {args.ddpm_steps} is more than the run's T={T}")
     if args.num is not None:
         check_fits(f"-n {args.num}", sampling_bytes(args.num, (1, 8, 8)))
 
@@ -104,6 +112,10 @@ def run(args) -> int:
 
     check_positive_int("--num-t", args.num_t)
     check_positive_int("--steps", args.steps)
+    if args.ddpm_steps is not None:
+        check_positive_int("--ddpm-steps", args.ddpm_steps)
+        if args.sampler != "ddpm":
+            raise ValueError("--ddpm-steps respaces DDPM; use it with --sampler ddpm (DDIM takes --steps)")
     check_seed(args.seed)
     check_number("--guidance", args.guidance)
     if args.num is not None:
@@ -115,6 +127,7 @@ def run(args) -> int:
     model, meta = load_run(args.run_dir)
     _check(args, model, meta)
     r = evaluate_run(model, meta, num_t=args.num_t, n=args.num, sampler=args.sampler, steps=args.steps,
+                     ddpm_steps=args.ddpm_steps,
                      guidance=args.guidance, seed=args.seed, bpd=not args.no_bpd, progress=not args.no_progress)
     if "bpd" in r:
         print(f"bits/dim (bound, {r['n']} test digits, {r['num_t']} timesteps): {r['bpd']:.3f} ± {r['bpd_stderr']:.3f}"
