@@ -38,6 +38,10 @@ Layer: math. Imports ``ddpm_ref.schedules``, ``ddpm_ref.likelihood``, ``ddpm_ref
 bound (``prior_bpd``, ``vb_term_bpd``, ``vlb_terms``, ``vlb_estimate``) is imported from
 ``ddpm_ref.elbo``; the Gaussian densities (``normal_kl``, ``discretized_gaussian_log_likelihood``)
 live in ``ddpm_ref.likelihood`` and are re-exported here.
+
+Why over 400 lines: the math (about 300 lines, one function per equation) stands first; the
+argument checks, one ``_check_<function>`` per public function, are gathered at the end, out of
+the math's way, as the project's style asks — splitting them into another file would only hide them.
 """
 
 from __future__ import annotations

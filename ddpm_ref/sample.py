@@ -20,6 +20,9 @@ w = 0 is plain conditional sampling, w > 0 pushes samples towards what the class
 Determinism: all randomness (x_T and every z) is drawn from one ``numpy.random.Generator``
 (``rng``: a Generator or an int seed) in a fixed order, so a seed fixes the samples. Timesteps
 follow the paper, t = T, T−1, ..., 1.
+
+Why just over 400 lines: Algorithm 2, DDIM, respacing and guidance share their setup and model
+wrapper; the PNG grid sits at the end because every command that samples writes one.
 """
 
 from __future__ import annotations

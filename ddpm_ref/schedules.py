@@ -25,6 +25,10 @@ so that clipped βs and ᾱs agree (this is what improved-diffusion does too).
 Every family also takes ``input_scale`` (Chen 2023's b, default 1): the forward process becomes
 x_t = √ᾱ_t·b·x_0 + √(1 − ᾱ_t)·ε. The whole chain then lives in the scaled space; the chain's
 "x_0" is b·x_0 (see ``ddpm_ref.diffusion``).
+
+Why over 400 lines: every schedule family of the lessons (Ho's linear, quadratic, Nichol &
+Dhariwal's cosine, both sigmoids, Chen's γ(t) with its input scale, the zero-terminal-SNR rescale)
+feeds one ``Schedule`` whose named arrays are checked once, here; its checks sit at the end.
 """
 
 from __future__ import annotations

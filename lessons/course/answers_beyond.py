@@ -4,6 +4,9 @@ As in ``answers_math``: each checker computes the expected answer with ``ddpm_re
 ``prediction``, ``learned_variance``, ``score``, ``timesteps``, ``embeddings``); each solution writes
 the formula out with NumPy; every exercise registers plausible wrong answers, which
 ``tests/test_lessons.py`` feeds to the checker and requires to be rejected.
+
+Why over 400 lines: the checkers, plausible wrong answers, hints and solutions of every exercise of
+lessons 12-14, one block per exercise, in the order the lessons ask them.
 """
 
 from __future__ import annotations

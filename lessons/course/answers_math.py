@@ -5,6 +5,9 @@ Each exercise is stated in its notebook. The checker computes the expected answe
 are independent routes to the same numbers. Every exercise registers plausible wrong answers
 (``wrong=``), which ``tests/test_lessons.py`` feeds to the checker and requires to be rejected, and
 the checkers name the mistake when they recognise it.
+
+Why over 400 lines: the checkers, plausible wrong answers, hints and solutions of every exercise of
+lessons 1-5, one block per exercise, in the order the lessons ask them.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The function exercises are run on fresh inputs against ``ddpm_ref`` (``q_sample``/``loss_simple``,
 ``ddim_step``, ``ddpm_step``, ``guided_eps``, the label dropout of ``train_step``); each registers
 the plausible mistakes it can name.
+
+Why over 400 lines: the checkers, plausible wrong answers, hints and solutions of every exercise of
+lessons 8-10, one block per exercise, in the order the lessons ask them.
 """
 
 from __future__ import annotations
