@@ -1,7 +1,9 @@
-"""What DDPM grew into, part 2 (lessons 15-17): classifier guidance and inpainting on the 2-D mixture.
+"""What DDPM grew into, part 2 (lessons 15-17): classifier guidance and inpainting on the 2-D mixture,
+inpainting the digits and latent diffusion in miniature.
 
-Every figure here is cheap (the mixture's exact ε and its exact classifier / conditional, a few
-seconds) and deterministic given the seed. The mixture is ``default_gmm()``: components 0 and 1 at
+The mixture figures are cheap (the mixture's exact ε and its exact classifier / conditional, a few
+seconds) and deterministic given the seed; the digit figures need the demo model (``needs="demo"``),
+and ``latent_diffusion`` also trains a small autoencoder and latent U-Net (a few minutes on 2 cores). The mixture is ``default_gmm()``: components 0 and 1 at
 the bottom, 2 at the top. Guidance uses two classes, ``CLASSES = (0, 0, 1)``: class 0 is the bottom
 pair (so at s = 1 guidance must also get their relative weights 0.5 : 0.3 right), class 1 the top one.
 """
@@ -20,7 +22,7 @@ from ddpm_ref.schedules import make_schedule
 
 __all__ = ["CLASSES", "GUIDANCE_RUNS", "guidance_runs", "plot_classifier_guidance_gmm", "inpainting_schedule",
            "OBSERVED_X", "RESAMPLES", "w1_distance", "inpainting_runs", "plot_inpainting_gmm", "RespacedEps",
-           "inpaint_digits", "plot_inpainting_digits"]
+           "inpaint_digits", "plot_inpainting_digits", "train_latent_diffusion", "plot_latent_diffusion"]
 
 CLASSES = np.array([0, 0, 1])          # component -> class label
 
@@ -223,3 +225,78 @@ def _make_inpainting_digits(out_dir, seed, run_dir):
     images = x[order[np.searchsorted(y[order], np.arange(10))]].astype(np.float64)   # the first test digit of each class
     results = inpaint_digits(ModelEps(net), sched, images, seed=seed)
     return [save(plot_inpainting_digits(images, results), out_dir, "inpainting_digits")]
+
+
+# ------------------------------------------------------------------ lesson 17: latent diffusion in miniature (demo model beside)
+def train_latent_diffusion(ae_steps: int = 400, ldm_steps: int = 400, seed: int = 0):
+    """(autoencoder, scale factor, latent U-Net with EMA weights): lesson 17's default settings.
+
+    A KL-regularised ``Autoencoder`` (32 hidden channels, 2 latent channels, w = 1e-4) trained ``ae_steps`` steps,
+    the latents rescaled by ``fit_scale_factor``, and a class-conditional ``UNet`` on the 2×4×4 latents trained
+    ``ldm_steps`` steps with ``ddpm_ref.train.train_step`` (label dropout 0.1, EMA 0.99).
+    """
+    from ddpm_ref.data import Dataset
+    from ddpm_ref.data.digits import load_digits_images
+    from ddpm_ref.models.autoencoder import Autoencoder, fit_scale_factor
+    from ddpm_ref.models.unet import UNet
+    from ddpm_ref.optim import Adam
+    from ddpm_ref.train import TrainConfig, new_state, train_step
+
+    x, y = load_digits_images("train")
+    ae = Autoencoder(hidden_channels=32, latent_channels=2, kl_weight=1e-4, dtype="float32", seed=seed)
+    opt, g = Adam(ae.params), np.random.default_rng(seed)
+    for step in range(ae_steps):
+        _, _, grads, _ = ae.loss_and_grads(x[g.integers(0, len(x), 64)], rng=step, sample=True)
+        opt.update(ae.params, grads, 2e-3 if step < 0.7 * ae_steps else 5e-4)
+    scale = fit_scale_factor(ae.encode(x[:256]))
+    data = Dataset(x=ae.encode(x, scale), y=y, num_classes=10, name="digit latents")
+    net = UNet(in_channels=2, image_size=4, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
+               attention_resolutions=(2,), groups=4, num_classes=10, dtype="float32", seed=seed)
+    config = TrainConfig(data="digit latents", steps=ldm_steps, lr=2e-3, warmup=50, cond=True, p_uncond=0.1,
+                         seed=seed, ema_decay=0.99)
+    state = new_state(net, config)
+    for _ in range(ldm_steps):
+        train_step(state, data, make_schedule("linear", 1000), config)
+    for k, v in state.ema.params.items():
+        net.params[k][...] = v
+    return ae, scale, net
+
+
+def plot_latent_diffusion(pixel_net, ae, scale, latent_net, seed: int = 0, per_class: int = 3):
+    from ddpm_ref.data.digits import load_digits_images
+    from ddpm_ref.sample import ModelEps, image_grid, sample_ddim
+
+    sched = make_schedule("linear", 1000)
+    x, y = load_digits_images("test")
+    order = np.argsort(y, kind="stable")
+    originals = x[order[np.searchsorted(y[order], np.arange(10))]]
+    labels = np.tile(np.arange(10), per_class)
+    pixel = sample_ddim(ModelEps(pixel_net), sched, (len(labels), 1, 8, 8), steps=25, rng=seed, y=labels,
+                        guidance=1.0, progress=False)
+    latent = sample_ddim(ModelEps(latent_net), sched, (len(labels), 2, 4, 4), steps=25, rng=seed, y=labels,
+                         guidance=1.0, progress=False)
+    z = ae.encode(originals, scale)
+    rows = [("held-out digits", originals), ("their reconstructions D(E(x))", ae.decode(z, scale)),
+            ("their latents E(x)·s, channel 0 (4×4)", np.repeat(np.repeat(z[:, :1], 2, 2), 2, 3)),
+            ("pixel diffusion (the demo model), 25 DDIM steps, w = 1", pixel),
+            ("latent diffusion, decoded: D(z₀/s), 25 DDIM steps, w = 1", ae.decode(latent.astype(np.float32), scale))]
+    fig = new_figure(8, 7.2)
+    axes = fig.subplots(len(rows), 1, gridspec_kw={"height_ratios": [1, 1, 1, per_class, per_class]})
+    for ax, (title, imgs) in zip(axes, rows):
+        ax.imshow(image_grid(np.clip(imgs, -1, 1), nrow=10, scale=4), cmap="gray", vmin=0, vmax=1)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=8, loc="left")
+    fig.suptitle(f"latent diffusion in miniature: KL autoencoder (8×8 → 2×4×4, scale factor {scale:.3f}) "
+                 "and a latent U-Net trained 400 steps", fontsize=9)
+    return fig
+
+
+@register("latent_diffusion", "held-out digits, their autoencoder reconstructions and latents, and samples of pixel "
+          "diffusion (the demo model) beside latent diffusion decoded (autoencoder and latent U-Net trained as in "
+          "lesson 17's default settings)", lessons=("17",), needs="demo")
+def _make_latent_diffusion(out_dir, seed, run_dir):
+    from ddpm_ref.runs import load_model
+
+    pixel_net, _ = load_model(str(run_dir))
+    ae, scale, latent_net = train_latent_diffusion(seed=seed)
+    return [save(plot_latent_diffusion(pixel_net, ae, scale, latent_net, seed=seed), out_dir, "latent_diffusion")]
