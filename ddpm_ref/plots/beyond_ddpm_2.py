@@ -228,7 +228,7 @@ def _make_inpainting_digits(out_dir, seed, run_dir):
 
 
 # ------------------------------------------------------------------ lesson 17: latent diffusion in miniature (demo model beside)
-def train_latent_diffusion(ae_steps: int = 400, ldm_steps: int = 400, seed: int = 0):
+def train_latent_diffusion(ae_steps: int = 250, ldm_steps: int = 350, seed: int = 0):
     """(autoencoder, scale factor, latent U-Net with EMA weights): lesson 17's default settings.
 
     A KL-regularised ``Autoencoder`` (32 hidden channels, 2 latent channels, w = 1e-4) trained ``ae_steps`` steps,
@@ -287,7 +287,7 @@ def plot_latent_diffusion(pixel_net, ae, scale, latent_net, seed: int = 0, per_c
         ax.set_axis_off()
         ax.set_title(title, fontsize=8, loc="left")
     fig.suptitle(f"latent diffusion in miniature: KL autoencoder (8×8 → 2×4×4, scale factor {scale:.3f}) "
-                 "and a latent U-Net trained 400 steps", fontsize=9)
+                 "and a latent U-Net trained 350 steps", fontsize=9)
     return fig
 
 
