@@ -72,6 +72,7 @@ FIGURE_MODULES = (
     "reverse",       # the reverse process on a 2-D Gaussian mixture with its optimal denoiser; DDPM vs DDIM
     "elbo",          # the bound's terms per t in bits/dim
     "beyond_ddpm",   # lessons 12-14: prediction targets, zero SNR, learned variance, score samplers, diffusers' names
+    "beyond_ddpm_2", # lessons 15-17: classifier guidance and inpainting on the 2-D mixture
     "training",      # the trained demo run (needs runs/demo): loss curve, DDIM samples, a reverse trajectory
     "gradcheck",     # lesson 6: every backward pass against centred differences
     "unet_diagram",  # lesson 7: the U-Net's blocks with shapes and skips

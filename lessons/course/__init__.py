@@ -254,4 +254,4 @@ def _load_answers() -> None:
 
 
 #: The modules of checkers, by the lessons they serve.
-ANSWER_MODULES = ("answers_math", "answers_nn", "answers_kernels", "answers_train", "answers_beyond")
+ANSWER_MODULES = ("answers_math", "answers_nn", "answers_kernels", "answers_train", "answers_beyond", "answers_beyond2")
