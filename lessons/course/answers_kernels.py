@@ -62,7 +62,7 @@ def _ex_11_1(answer):
         idx = np.arange(N * K * P * Q)
         got = answer(idx, N, K, P, Q)
         if got is None:
-            return False, NOT_ANSWERED
+            return None, NOT_ANSWERED
         got = _as_tuple_of_arrays(got)
         ref = _thread_map_reference(idx, N, K, P, Q)
         if got.shape != ref.shape:
@@ -191,7 +191,7 @@ def _ex_11_3(answer):
     for s, v in _inputs():
         o, states = _stream(answer, s, v)
         if o is None and not states:
-            return False, NOT_ANSWERED
+            return None, NOT_ANSWERED
         if o is None:
             return False, f"your update returned None after {len(states)} scores; return (m, l, a)."
         for j, (m, l, a) in enumerate(states):        # the running state must be the exact prefix softmax

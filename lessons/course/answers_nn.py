@@ -58,7 +58,7 @@ _SILU_MISTAKES = {
 def _ex_06_1(answer):
     inputs = _inputs([((5,), (5,)), ((3, 4), (3, 4)), ((2, 3, 2, 2), (2, 3, 2, 2))], 61)
     if returns_none(answer, inputs[0]):
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     return compare_function(answer, _silu_reference, inputs, rtol=1e-9, atol=1e-12, mistakes=_SILU_MISTAKES)
 
 
@@ -141,7 +141,7 @@ def _ex_06_2(answer):
     if not callable(answer):
         return False, f"expected a function, got {type(answer).__name__}."
     if answer(*inputs[0]) is None:
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     for args in inputs:
         got = answer(*args)
         if not isinstance(got, (tuple, list)) or len(got) != 3:
@@ -190,7 +190,7 @@ _SOFTMAX_MISTAKES = {
 def _ex_06_3(answer):
     inputs = _softmax_inputs()
     if returns_none(answer, inputs[0]):
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     return compare_function(answer, _softmax_jacobian_reference, inputs, rtol=1e-9, atol=1e-12,
                             mistakes=_SOFTMAX_MISTAKES)
 

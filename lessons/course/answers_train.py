@@ -96,7 +96,7 @@ def _ex_08_1(answer):
         model = _RecordingModel()
         got = answer(model, x0, t, eps, sched.alpha_bars)
         if got is None:
-            return False, NOT_ANSWERED
+            return None, NOT_ANSWERED
         xt_ref = q_sample(sched, x0, t, eps)
         if not model.calls:
             return False, "your function never called eps_model: the loss compares ε with the network's prediction."
@@ -237,7 +237,7 @@ def _ddim_inputs():
 def _ex_09_2(answer):
     inputs = _ddim_inputs()
     if callable(answer) and answer(*inputs[0]) is None:
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     return compare_function(answer, _ddim_reference, inputs, rtol=1e-9, atol=1e-10, mistakes=_DDIM_MISTAKES)
 
 
@@ -313,7 +313,7 @@ def _ddpm_inputs():
 def _ex_09_3(answer):
     inputs = _ddpm_inputs()
     if callable(answer) and answer(*inputs[0]) is None:
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     return compare_function(answer, _ddpm_reference, inputs, rtol=1e-9, atol=1e-10, mistakes=_DDPM_MISTAKES)
 
 
@@ -377,7 +377,7 @@ def _ex_10_1(answer):
         xt = g.standard_normal((4, 1, 3, 3))
         inputs.append((model, xt, g.integers(1, 1001, size=4), g.integers(0, 10, size=4), w, 10))
     if callable(answer) and answer(*inputs[0]) is None:
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     return compare_function(answer, _guided_reference, inputs, rtol=1e-12, atol=1e-12, mistakes=_GUIDED_MISTAKES)
 
 
@@ -433,5 +433,5 @@ def _drop_inputs():
 def _ex_10_3(answer):
     inputs = _drop_inputs()
     if callable(answer) and answer(*inputs[0]) is None:
-        return False, NOT_ANSWERED
+        return None, NOT_ANSWERED
     return compare_function(answer, _drop_reference, inputs, atol=0, rtol=0, mistakes=_DROP_MISTAKES)
