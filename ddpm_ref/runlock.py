@@ -144,8 +144,31 @@ class RunLock:
         return self.acquire()
 
     def __exit__(self, *exc):
-        self.release()
+        # A Ctrl-C arriving while the lock is released (e.g. the second of two quick ones, after the
+        # handlers of ddpm_ref.interrupts are gone) must not leave the lock behind: hold the three
+        # stop signals for the few instructions of the release; they are delivered right after.
+        with _signals_held():
+            self.release()
         return False
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Block SIGINT, SIGTERM and SIGHUP in this thread for the block (POSIX, main thread); a signal
+    sent meanwhile is delivered when the block ends."""
+    import signal
+    import threading
+
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stop = {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)}
+    old = mask(signal.SIG_BLOCK, stop)
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
