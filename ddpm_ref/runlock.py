@@ -147,8 +147,12 @@ class RunLock:
         # A Ctrl-C arriving while the lock is released (e.g. the second of two quick ones, after the
         # handlers of ddpm_ref.interrupts are gone) must not leave the lock behind: hold the three
         # stop signals for the few instructions of the release; they are delivered right after.
-        with _signals_held():
+        try:
+            with _signals_held():
+                self.release()
+        except KeyboardInterrupt:           # it came in before the signals were held: release anyway
             self.release()
+            raise
         return False
 
 
