@@ -20,28 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddpm_ref.nn._validate import check_cache, check_float, check_nonneg_int
+from ddpm_ref.nn.conv import _check_conv_args as check_conv_args
+from ddpm_ref.nn._validate import check_cache, check_float
 
 __all__ = ["conv2d_forward_plain", "conv2d_backward_plain"]
-
-
-def _check_forward_args(x, w, b, stride, padding):
-    """The checks of ``conv2d_forward``, with its messages. Returns (stride, padding) as ints."""
-    check_float("x", x, ndim=4)
-    check_float("w", w, ndim=4, dtype=x.dtype)
-    if b is not None:
-        check_float("b", b, ndim=1, dtype=x.dtype)
-        if b.shape[0] != w.shape[0]:
-            raise ValueError(f"b must have shape ({w.shape[0]},) to match w {tuple(w.shape)}, got {tuple(b.shape)}")
-    stride = check_nonneg_int("stride", stride, lowest=1)
-    padding = check_nonneg_int("padding", padding, lowest=0)
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but w expects "
-                         f"{w.shape[1]} (w shape (K, C, R, S) = {tuple(w.shape)})")
-    if x.shape[2] + 2 * padding < w.shape[2] or x.shape[3] + 2 * padding < w.shape[3]:
-        raise ValueError(f"the {w.shape[2]}x{w.shape[3]} kernel does not fit in the "
-                         f"{x.shape[2]}x{x.shape[3]} input with padding {padding}")
-    return stride, padding
 
 
 def _check_backward_args(dy, cache):
@@ -62,7 +44,7 @@ def conv2d_forward_plain(x, w, b=None, stride=1, padding=0):
             (K, C, R, S) of the same dtype, b not (K,) or None, stride < 1, padding < 0,
             kernel larger than the padded input).
     """
-    stride, padding = _check_forward_args(x, w, b, stride, padding)
+    stride, padding = check_conv_args(x, w, b, stride, padding)   # the same checks as conv2d_forward
     N, C, H, W = x.shape
     K, _, R, S = w.shape
     H_out = (H + 2 * padding - R) // stride + 1
