@@ -22,6 +22,7 @@ import numpy as np
 
 from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from ddpm_ref.data import Dataset, load_digits_images
+from ddpm_ref.prompts import thickness_classes
 from ddpm_ref.runs import checkpoint_path, load_model
 
 __all__ = ["AUTOENCODER_NAME", "LATENT_NAME", "load_autoencoder", "latent_dataset", "attach_autoencoder",
@@ -43,10 +44,12 @@ def load_autoencoder(ae_run: str):
 
 
 def latent_dataset(ae, scale: float, seed: int = 0) -> Dataset:
-    """The training digits encoded: x = scale · μ(digits), (N, c, h, w), with their labels."""
+    """The training digits encoded: x = scale · μ(digits), (N, c, h, w), with their labels and
+    their strokes in pixel space (``thickness``, for prompts)."""
     x, y = load_digits_images("train", seed=seed)
     z = ae.encode(x, scale)
-    return Dataset(x=z.astype(np.float32), y=y, num_classes=int(y.max()) + 1, name="digits (latent)")
+    return Dataset(x=z.astype(np.float32), y=y, num_classes=int(y.max()) + 1, name="digits (latent)",
+                   thickness=thickness_classes(x, y))
 
 
 def attach_autoencoder(run_dir: str, ae_run: str, seed: int = 0) -> dict:

@@ -18,6 +18,10 @@ and an EMA of the weights (``ddpm_ref.optim``).
 label is replaced by the null label (``num_classes``) with probability ``p_uncond``, so one
 network learns both ε_θ(x_t, t, y) and ε_θ(x_t, t, ∅).
 
+**Prompts** (``prompts=True``, Stable Diffusion's conditioning in miniature): the U-Net reads a
+prompt through cross-attention instead of a label; each example's prompt is drawn from its label and
+stroke (``ddpm_ref.prompts.training_tokens``), the whole prompt dropped with probability ``p_uncond``.
+
 **Checkpoints and resume.** ``train`` saves ``checkpoint.npz`` (+ ``config.json``) every
 ``checkpoint_every`` steps, at the end, and when stopped by a signal. The checkpoint holds
 everything the next step depends on — weights, Adam's moments and step, the EMA, the step count
@@ -53,6 +57,7 @@ from ddpm_ref.interrupts import Interrupted, stop_requests
 from ddpm_ref.learned_variance import HYBRID_LAMBDA, hybrid_loss
 from ddpm_ref.memory import check_fits, measure_step_bytes
 from ddpm_ref.optim import EMA, Adam, clip_grad_norm, warmup_lr
+from ddpm_ref.prompts import PROMPT_LENGTH, PROMPT_VOCAB, has_prompts, training_tokens
 from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
 from ddpm_ref.run_checks import (CHANGEABLE_ON_RESUME, check_model_fits, check_sizes, flag, resume_config,
                                  same_model)
@@ -81,6 +86,10 @@ class TrainConfig:
     config must have learn_sigma too: ``default_model_config(..., learn_sigma=True)``);
     ``zero_terminal_snr`` — the schedule rescaled to ᾱ_T = 0 (Lin et al. 2024; build it with
     ``config.make_schedule()``; needs prediction "x0" or "v").
+
+    Beyond (issue 12): ``prompts`` — the U-Net reads prompts made from the digits' labels and strokes
+    through cross-attention (``ddpm_ref.prompts``), with prompt dropout ``p_uncond``; needs
+    ``cond=False`` (it replaces the label embedding) and the digits (or their latents).
     """
 
     data: str = "digits"
@@ -103,6 +112,7 @@ class TrainConfig:
     learn_sigma: bool = False     # learned variances, trained with the hybrid loss
     hybrid_lambda: float = HYBRID_LAMBDA   # λ of L_hybrid = L_simple + λ·L_vlb (used with learn_sigma)
     zero_terminal_snr: bool = False        # rescale the schedule to ᾱ_T = 0 (Lin et al. 2024)
+    prompts: bool = False                  # condition on prompts via cross-attention (ddpm_ref.prompts)
 
     def make_schedule(self):
         """The run's noise schedule: ``make_schedule(schedule, T)``, rescaled to ᾱ_T = 0 if zero_terminal_snr."""
@@ -129,7 +139,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"{flag(name)} must be {text}, got {value!r}")
         check_choice("--prediction", self.prediction, PREDICTIONS)
-        for name in ("learn_sigma", "zero_terminal_snr"):
+        for name in ("learn_sigma", "zero_terminal_snr", "prompts"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{flag(name)} must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.hybrid_lambda, bool) or not isinstance(self.hybrid_lambda, numbers.Real) \
@@ -138,6 +148,9 @@ class TrainConfig:
         if self.zero_terminal_snr and self.prediction == "eps":
             raise ValueError("--zero-terminal-snr needs --prediction v or x0: at t = T (alpha_bar_T = 0) x_T is "
                              "pure noise, an eps-prediction cannot give x_0 there and sampling would fail")
+        if self.prompts and self.cond:
+            raise ValueError("--prompts conditions the model on prompts instead of class labels: drop --cond "
+                             "(in Python: TrainConfig(prompts=True, cond=False))")
         if self.zero_terminal_snr and self.T < 2:
             raise ValueError("--zero-terminal-snr needs --T >= 2")
         if self.data not in DATASET_NAMES and not os.path.isfile(self.data):
@@ -165,11 +178,16 @@ QUICK_CONFIG = dataclasses.replace(DEMO_CONFIG, steps=300, batch_size=32, warmup
 # --------------------------------------------------------------------------------------------
 
 def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | None = None,
-                         learn_sigma: bool = False) -> tuple[str, dict]:
+                         learn_sigma: bool = False, prompts: bool = False) -> tuple[str, dict]:
     """``(kind, config)``: a U-Net for image data (``DEMO_MODEL`` unless ``unet`` is given), an MLP for points.
 
     ``learn_sigma``: the model outputs [prediction | v_σ] (2·C channels); match ``TrainConfig.learn_sigma``.
+    ``prompts``: a U-Net that reads prompts (``PROMPT_VOCAB``, ``PROMPT_LENGTH`` tokens, embeddings of
+    width base_channels) through cross-attention; match ``TrainConfig.prompts``.
     """
+    if prompts and (data.thickness is None or data.y is None):
+        raise ValueError(f"--prompts makes its prompts from the digits' labels and strokes; the data set "
+                         f"{data.name!r} has none (use --data digits, or --latent)")
     num_classes = data.num_classes if cond else None
     if cond and data.num_classes is None:
         raise ValueError(f"--cond needs labels, but the data set {data.name!r} has none")
@@ -190,6 +208,9 @@ def default_model_config(data: Dataset, cond: bool, seed: int = 0, unet: dict | 
                          f"(the U-Net downsamples {levels - 1} time(s))")
     cfg.update(in_channels=int(c), image_size=int(h), num_classes=num_classes, dtype="float32", seed=seed,
                learn_sigma=bool(learn_sigma))
+    if prompts:
+        cfg.update(num_classes=None, prompt_vocab=list(PROMPT_VOCAB), prompt_length=PROMPT_LENGTH,
+                   context_dim=cfg["base_channels"])
     return "unet", cfg
 
 
@@ -232,13 +253,17 @@ def train_step(state: TrainState, data: Dataset, sched, config: TrainConfig, dev
     t = g.integers(1, sched.T + 1, size=config.batch_size)              # t ~ Uniform({1, ..., T})
     eps = g.standard_normal(x0.shape, dtype=dtype)                       # ε ~ N(0, I)
     xt = q_sample(sched, x0, t, eps)                                    # √ᾱ_t x_0 + √(1−ᾱ_t) ε
-    y = None
+    y = tokens = None
     if model.config.get("num_classes") is not None:
         y = data.y[idx]
         drop = g.random(config.batch_size) < config.p_uncond             # label dropout for CFG
         y = np.where(drop, model.config["num_classes"], y).astype(np.int64)
+    if has_prompts(model.config):                                        # prompts, with prompt dropout
+        tokens = training_tokens(data.y[idx], data.thickness[idx], g, config.p_uncond,
+                                 model.config["prompt_vocab"], model.config["prompt_length"])
     put, get = device if device is not None else (lambda a: a, lambda a: a)
-    out = get(model.forward(put(xt), put(t), None if y is None else put(y), keep_cache=True, rng=g))
+    kw = {} if tokens is None else {"tokens": tokens}
+    out = get(model.forward(put(xt), put(t), None if y is None else put(y), keep_cache=True, rng=g, **kw))
     if config.learn_sigma:                                               # out = [prediction | v_σ]
         c = x0.shape[1]
         h = hybrid_loss(sched, x0, xt, t, eps, out[:, :c], out[:, c:], config.prediction, lam=config.hybrid_lambda)
@@ -259,6 +284,12 @@ def train_step(state: TrainState, data: Dataset, sched, config: TrainConfig, dev
 
 def _check_train_step(model, data, sched, config) -> None:
     """The model, the schedule and the config must agree on learn_sigma and zero terminal SNR."""
+    if has_prompts(model.config) != bool(config.prompts):
+        raise ValueError(f"prompts={config.prompts} in the training config but the model "
+                         f"{'reads' if has_prompts(model.config) else 'reads no'} prompts: build it with "
+                         "default_model_config(..., prompts=...)")
+    if config.prompts and (data.thickness is None or data.y is None):
+        raise ValueError(f"prompts are made from the digits' labels and strokes; the data set {data.name!r} has none")
     if config.learn_sigma and not data.is_image:
         raise ValueError("learn_sigma needs image data in [-1, 1]: L_vlb's term at t = 1 is the discretized "
                          f"decoder likelihood of 8-bit images, which the points of {data.name!r} are not")
@@ -374,7 +405,7 @@ def _start(config, run_dir, resume, overwrite, model_kind_config, device_ops, me
         data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if not resume:
         kind, mcfg = model_kind_config or default_model_config(data, config.cond, config.seed,
-                                                               learn_sigma=config.learn_sigma)
+                                                               learn_sigma=config.learn_sigma, prompts=config.prompts)
         state = new_state(build_model(kind, mcfg, ops=device_ops), config)
     state.config = config
     check_model_fits(state.model, data)

@@ -11,7 +11,9 @@ One module class per kind of plan step (``ddpm_ref.models.unet_plan``): ``InConv
 ``DownsampleStep`` are plain ``nn.Conv2d``; ``ResBlock``, ``Attention``, ``Upsample`` and
 ``Out`` mirror ``ddpm_ref.models.unet_blocks``; ``TorchUNet`` walks the plan as ``UNet._run``
 does. ``torch_unet(net)`` builds one and copies the weights. A ``learn_sigma`` U-Net needs nothing
-more: its plan's ``OutStep`` has c_out = 2·C ([prediction | v_σ]) and ``Out`` is built from it.
+more: its plan's ``OutStep`` has c_out = 2·C ([prediction | v_σ]) and ``Out`` is built from it. A
+U-Net that reads prompts gets ``CrossAttention`` for its ``CrossAttentionStep``s and an
+``nn.Embedding`` for its token table; call it as ``module(x, t, tokens=tokens)``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from torch import nn as tnn
 from torch.nn import functional as F
 
 from ddpm_ref.models.unet_plan import (
-    AttentionStep, ConcatSkip, DownsampleStep, InConvStep, OutStep, PushSkip, ResBlockStep,
-    UpsampleStep,
+    AttentionStep, ConcatSkip, CrossAttentionStep, DownsampleStep, InConvStep, OutStep, PushSkip,
+    ResBlockStep, UpsampleStep,
 )
 
 __all__ = ["torch_unet", "TorchUNet"]
@@ -65,6 +67,24 @@ class Attention(tnn.Module):
         return x + o.reshape(N, H, W, C).permute(0, 3, 1, 2)
 
 
+class CrossAttention(tnn.Module):
+    """out = x + o(softmax(q(GN(x)) k(c)ᵀ/√D) v(c)), one query per pixel, keys and values from the context c."""
+
+    def __init__(self, c, ctx_dim, groups):
+        super().__init__()
+        self.norm = tnn.GroupNorm(groups, c)
+        self.q = tnn.Linear(c, c, bias=False)
+        self.k = tnn.Linear(ctx_dim, c, bias=False)
+        self.v = tnn.Linear(ctx_dim, c, bias=False)
+        self.o = tnn.Linear(c, c)
+
+    def forward(self, x, ctx):
+        N, C, H, W = x.shape
+        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(N, H * W, C)
+        o = self.o(F.scaled_dot_product_attention(self.q(tokens), self.k(ctx), self.v(ctx)))
+        return x + o.reshape(N, H, W, C).permute(0, 3, 1, 2)
+
+
 class Upsample(tnn.Module):
     """conv3×3(nearest 2× upsampling of x)."""
 
@@ -99,6 +119,8 @@ def _block(step, emb_dim, groups):
             return ResBlock(c_in, c_out, emb_dim, groups)
         case AttentionStep(channels=c):
             return Attention(c, groups)
+        case CrossAttentionStep(channels=c, context_dim=e):
+            return CrossAttention(c, e, groups)
         case UpsampleStep(channels=c):
             return Upsample(c)
         case OutStep(c_in=c_in, c_out=c_out):
@@ -111,7 +133,8 @@ def _key(step):
 
 
 class TorchUNet(tnn.Module):
-    """The U-Net of ``UNet(**config)`` with the same ``plan``; call as ``module(x, t, y)``."""
+    """The U-Net of ``UNet(**config)`` with the same ``plan``; call as ``module(x, t, y)`` or
+    ``module(x, t, tokens=tokens)`` (a prompt model)."""
 
     def __init__(self, config, plan, emb_dim):
         super().__init__()
@@ -119,6 +142,8 @@ class TorchUNet(tnn.Module):
         self.time_linear1 = tnn.Linear(base, emb_dim)
         self.time_linear2 = tnn.Linear(emb_dim, emb_dim)
         self.class_emb = tnn.Embedding(self.num_classes + 1, emb_dim) if self.num_classes is not None else None
+        self.prompt_emb = (tnn.Embedding(len(config["prompt_vocab"]), config["context_dim"])
+                           if config.get("prompt_vocab") is not None else None)
         self.blocks = tnn.ModuleDict()
         for step in plan:
             block = _block(step, emb_dim, config["groups"])
@@ -126,9 +151,10 @@ class TorchUNet(tnn.Module):
                 self.blocks[_key(step)] = block
         omega = 10000.0 ** (-2.0 * np.arange(base // 2) / base)   # interleaved sin/cos, as embeddings.py
         self.register_buffer("omega", torch.tensor(omega))
+        self.prompt_emb_length = config.get("prompt_length")
         self._names = {}
 
-    def forward(self, x, t, y=None):
+    def forward(self, x, t, y=None, tokens=None):
         angles = t.to(torch.float64)[:, None] * self.omega[None, :]
         code = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(len(t), -1).to(x.dtype)
         e = self.time_linear2(F.silu(self.time_linear1(code)))
@@ -137,6 +163,11 @@ class TorchUNet(tnn.Module):
                 y = torch.full_like(t, self.num_classes)
             e = e + self.class_emb(y)
         emb_act = F.silu(e)
+        ctx = None
+        if self.prompt_emb is not None:
+            if tokens is None:                                     # the null prompt: all padding
+                tokens = torch.zeros((len(t), self.prompt_emb_length), dtype=torch.long)
+            ctx = self.prompt_emb(tokens)
         h, skips = x, []
         for step in self.plan:
             match step:
@@ -146,6 +177,8 @@ class TorchUNet(tnn.Module):
                     h = torch.cat([h, skips.pop()], dim=1)
                 case ResBlockStep():
                     h = self.blocks[_key(step)](h, emb_act)
+                case CrossAttentionStep():
+                    h = self.blocks[_key(step)](h, ctx)
                 case _:
                     h = self.blocks[_key(step)](h)
         return h
@@ -177,8 +210,8 @@ def _name_map(module, net):
             lin = getattr(module, key.split(".")[1].replace("linear", "time_linear"))
             out[key] = lin.weight if key.endswith(".w") else lin.bias
             continue
-        if key == "class_emb.table":
-            out[key] = module.class_emb.weight
+        if key in ("class_emb.table", "prompt_emb.table"):
+            out[key] = getattr(module, key.split(".")[0]).weight
             continue
         parts = key.split(".")
         leaf = parts[-1]

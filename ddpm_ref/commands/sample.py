@@ -5,9 +5,12 @@ Layer: command line (imports anything below it; commands do not import each othe
     ddpm-ref sample --run-dir runs/demo                          # DDPM (Algorithm 2), 100 digits
     ddpm-ref sample --run-dir runs/demo --sampler ddim --steps 50 --eta 0 --guidance 2 --label 7
     ddpm-ref sample --run-dir runs/demo --trajectory traj.png    # also one reverse chain
+    ddpm-ref sample --run-dir runs/prompts --prompt "thick seven" --prompt "thin seven" --guidance 1
 
 Samples of a class-conditional model are drawn class by class (column j of the grid is class j)
-unless ``--label`` fixes one class; ``--unconditional`` uses the null label.
+unless ``--label`` fixes one class; ``--unconditional`` uses the null label. A model trained with
+``--prompts`` takes one or more ``--prompt`` (column j of the grid is prompt j); without one it
+samples with the null (empty) prompt.
 
 Every option, every output path (``--out``, ``--npz``, ``--trajectory``) and the memory that
 ``-n`` samples need are checked before sampling starts. The same ``--seed`` gives the same bits on
@@ -41,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance w (default: 0)")
     parser.add_argument("--label", type=int, default=None, help="one class for all samples")
     parser.add_argument("--unconditional", action="store_true", help="use the null label (no class)")
+    parser.add_argument("--prompt", action="append", default=None, metavar="TEXT",
+                        help="a prompt for a model trained with --prompts, e.g. \"thick seven\" (repeat for "
+                             "several: the samples are split between them)")
     parser.add_argument("--clip-x0", action="store_true", help="clip the predicted x_0 to [-1, 1]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
@@ -54,9 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def labels_for(args, num_classes, n):
-    """The label array for the samples (None: unconditional) from --label / --unconditional."""
+    """The label array for the samples (None: unconditional) from --label / --unconditional
+    (or --prompt: label j means prompt j, and ``num_classes`` is the number of prompts)."""
     import numpy as np
 
+    if args.prompt:
+        return np.arange(n, dtype=np.int64) % len(args.prompt)
     if num_classes is None:
         if args.label is not None:
             raise ValueError("--label needs a class-conditional model; this one has no classes")
@@ -207,11 +216,39 @@ def _run_schedule(args, meta) -> tuple:
     return config, config.make_schedule()
 
 
+def _check_prompts(args, model) -> None:
+    """--prompt needs a model that reads prompts, and every word in its vocabulary (checked before sampling)."""
+    from ddpm_ref.prompts import has_prompts, tokenize
+
+    if not has_prompts(model.config):
+        if args.prompt:
+            raise ValueError(f"--prompt needs a model trained with --prompts (cross-attention); {args.run_dir} "
+                             "reads no prompts" + (" (it is class-conditional: use --label)"
+                                                   if model.config.get("num_classes") is not None else ""))
+        return
+    for flag, given in (("--label", args.label is not None), ("--unconditional", args.unconditional),
+                        ("--classifier", args.classifier)):
+        if given:
+            raise ValueError(f"{args.run_dir} reads prompts, not labels: use --prompt TEXT instead of {flag}"
+                             if flag != "--classifier" else "--classifier guides by class labels; this run "
+                             "reads prompts (use --prompt with --guidance)")
+    if args.guidance and not args.prompt:
+        raise ValueError("--guidance needs --prompt: classifier-free guidance mixes the prompt's prediction "
+                         "with the null prompt's")
+    cfg = model.config
+    for p in args.prompt or ():
+        try:
+            tokenize(p, cfg["prompt_vocab"], cfg["prompt_length"])
+        except ValueError as err:
+            raise ValueError(f"--prompt: {err}") from None
+
+
 def _draw(args, model, config, sched, shape, common):
     """Run the chosen sampler with the run's prediction target; its result (and trajectory)."""
+    from ddpm_ref.prompts import PromptEps
     from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm
 
-    net = ModelEps(model)
+    net = PromptEps(model, args.prompt) if args.prompt else ModelEps(model)
     if args.sampler in SCORE_SAMPLERS:
         return _draw_score(args, _ScoreEps(net, sched, config.prediction, args.guidance), sched, shape,
                            common["y"])
@@ -269,6 +306,7 @@ def run(args) -> int:
     _check_values(args)
     n, out = args.num, _outputs(args)
     model, meta = load_run(args.run_dir, args.raw)
+    _check_prompts(args, model)
     clf, latent = _issue12_setup(args, model, meta)              # classifier guidance, a latent run
     shape, is_image = _check_run(args, model, meta, n)
     config, sched = _run_schedule(args, meta)
@@ -282,13 +320,14 @@ def run(args) -> int:
     x, traj = result if args.trajectory else (result, None)
     x = decode_latents(args.run_dir, x) if latent else x         # a latent run: x̂ = D(z / s)
     if is_image:
-        save_grid_png(x, out["png"], nrow=model.config.get("num_classes") or None)
+        save_grid_png(x, out["png"], nrow=len(args.prompt) if args.prompt else model.config.get("num_classes") or None)
     else:
         _scatter(x, out["png"])
     print(f"wrote {n} samples to {out['png']}")
     if "npz" in out:
+        extra = {"prompts": np.array(args.prompt)} if args.prompt else {}   # labels[i]: the index of i's prompt
         save_npz_atomic(out["npz"], samples=x.astype(np.float32),
-                        labels=np.zeros(0, dtype=np.int64) if y is None else y)
+                        labels=np.zeros(0, dtype=np.int64) if y is None else y, **extra)
         print(f"wrote {out['npz']}")
     if traj is not None:
         from ddpm_ref.plots import save

@@ -8,6 +8,7 @@ Layer: command line (imports anything below it; commands do not import each othe
     ddpm-ref train --resume                          # continue runs/train to its saved --steps
     ddpm-ref train --resume --steps 6000             # ... or to step 6000
     ddpm-ref train --device cuda                     # the U-Net's conv/attention as CUDA kernels
+    ddpm-ref train --prompts --run-dir runs/prompts  # reads prompts ("thick seven") by cross-attention
 
 Ctrl-C (or SIGTERM, SIGHUP) saves a checkpoint at the end of the current step and exits with
 status 130 (143, 129); ``--resume`` then continues exactly where it stopped (bit-identical to a
@@ -84,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--latent", action="store_true",
                    help="train on the digits' latents z = s·E(x) of --autoencoder (a copy is kept in the run)")
     g.add_argument("--autoencoder", default=None, help="an autoencoder run (ddpm-ref train-autoencoder)")
+    g = parser.add_argument_group("prompts (digits only; defines the run)")
+    g.add_argument("--prompts", action="store_true", default=None,
+                   help="condition on prompts made from the labels and strokes (\"thick seven\", \"digit\", ...) "
+                        "through cross-attention, instead of the label embedding; --p-uncond drops whole prompts")
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser, d) -> None:
@@ -134,6 +139,8 @@ def _given(args) -> dict:
              if f.name != "cond" and getattr(args, f.name, None) is not None}
     if args.cond or args.uncond:
         given["cond"] = bool(args.cond)
+    if args.prompts and "cond" not in given:
+        given["cond"] = False                    # prompts replace the label embedding
     return given
 
 
@@ -186,7 +193,8 @@ def config_from_args(args):
     data = load_dataset(config.data, seed=config.seed, n_points=config.n_points)
     if config.cond and data.num_classes is None and not args.cond:
         config.cond = False                      # unlabelled data: an unconditional model
-    return _learned_variance(args, config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet}))
+    return _learned_variance(args, config, default_model_config(data, config.cond, config.seed, {**DEMO_MODEL, **unet},
+                                                                prompts=config.prompts))
 
 
 def _learned_variance(args, config, model) -> tuple:

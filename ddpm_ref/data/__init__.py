@@ -36,6 +36,7 @@ from ddpm_ref.data.digits import load_digits_images
 from ddpm_ref.data.files import DATASET_NAMES, load_image_file, read_idx
 from ddpm_ref.data.gmm import GaussianMixture, default_gmm
 from ddpm_ref.data.toy2d import make_moons, make_swiss_roll
+from ddpm_ref.prompts import thickness_classes
 
 __all__ = [
     "Dataset",
@@ -57,12 +58,15 @@ class Dataset:
 
     ``x``: (N, C, H, W) images in [−1, 1] or (N, D) points. ``y``: (N,) int64 labels or None.
     ``num_classes``: the number of labels (None when unlabelled). ``name``: where it came from.
+    ``thickness``: (N,) int64 in {−1, 0, +1}, the stroke of each digit among its class (thin, neither,
+    thick: ``ddpm_ref.prompts.thickness_classes``), from which prompts are made; None for other data.
     """
 
     x: np.ndarray
     y: np.ndarray | None
     num_classes: int | None
     name: str
+    thickness: np.ndarray | None = None
 
     @property
     def is_image(self) -> bool:
@@ -81,7 +85,7 @@ def load_dataset(name: str, seed: int = 0, n_points: int = 10000, dtype="float32
     n_points = check_positive_int("n_points", n_points)
     if name == "digits":
         x, y = load_digits_images("train", seed=seed, dtype=dtype)
-        return Dataset(x, y, 10, "digits")
+        return Dataset(x, y, 10, "digits", thickness=thickness_classes(x, y))
     if name == "moons":
         x, y = make_moons(n_points, rng=seed, dtype=dtype)
         return Dataset(x, y, 2, "moons")

@@ -22,6 +22,13 @@ The timestep t (1..T, as is) becomes e = Linear(silu(Linear(P(t)))), P the inter
 code of width ``base_channels``; e has width 4·base_channels. With ``num_classes`` set, a label
 embedding (its last row the "null" label) is added to e. Every ResBlock adds Linear(silu(e)).
 
+With ``prompt_vocab`` set (Stable Diffusion's text path in miniature, ``ddpm_ref.prompts``), the
+U-Net reads a prompt instead of a label: its token ids (N, M) become a context c = table[tokens]
+(N, M, E) once per forward pass, and a cross-attention block after every self-attention block lets
+the pixels attend to it (``CrossAttentionStep``, ``cross_attention_block.py``)::
+
+    ... ResBlock(32→64), attention, cross-attention(c) ... (every attention stage)
+
 Initialisation follows Ho et al.: fan-average uniform weights, and zeros for the last conv of
 each ResBlock, the output projection of each attention block and the final conv, so every
 residual block starts as the identity and the network starts by predicting ε̂ = 0 (loss 1 at
@@ -39,6 +46,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ddpm_ref.models.cross_attention_block import (
+    cross_attention_block_backward, cross_attention_block_forward, init_cross_attention,
+    token_embedding_backward, token_embedding_forward,
+)
 from ddpm_ref.models.parallel import map_shards, shard_slices
 from ddpm_ref.models.unet_blocks import (
     attention_block_backward, attention_block_forward, conv3x3_backward, conv3x3_forward,
@@ -46,8 +57,8 @@ from ddpm_ref.models.unet_blocks import (
     resblock_backward, resblock_forward, upsample_block_backward, upsample_block_forward,
 )
 from ddpm_ref.models.unet_plan import (
-    AttentionStep, ConcatSkip, DownsampleStep, InConvStep, OutStep, PushSkip, ResBlockStep,
-    UpsampleStep, build_plan, check_config,
+    AttentionStep, ConcatSkip, CrossAttentionStep, DownsampleStep, InConvStep, OutStep, PushSkip,
+    ResBlockStep, UpsampleStep, build_plan, check_config, check_prompt_config,
 )
 from ddpm_ref.nn.activations import silu_backward, silu_forward
 from ddpm_ref.nn.backend import array_module, numpy_ops
@@ -76,6 +87,10 @@ class UNet:
             True: 2·C channels, [prediction | v_σ], v_σ the interpolation of the learned variance
             (Nichol & Dhariwal 2021, eq. 15; ``ddpm_ref.learned_variance``); ``backward`` then takes
             the gradient of both halves.
+        prompt_vocab: None (default) or the words of the prompts the U-Net reads, the first the
+            padding token (``ddpm_ref.prompts.PROMPT_VOCAB``); then ``num_classes`` must be None,
+            ``prompt_length`` is the number M of tokens per prompt and ``context_dim`` the width E of
+            a token's embedding, and a cross-attention block follows every attention block.
         dtype: "float32" or "float64" for parameters and activations.
         seed: initialisation seed (numpy.random.default_rng(seed)).
         ops: an ops object for conv2d/attention (default: ``ddpm_ref.nn``, the NumPy reference;
@@ -104,10 +119,12 @@ class UNet:
 
     def __init__(self, in_channels=1, image_size=8, base_channels=32, channel_mults=(1, 2),
                  num_res_blocks=1, attention_resolutions=(4,), groups=8, dropout=0.0,
-                 num_classes=None, dtype="float32", seed=0, ops=None, workers=1, learn_sigma=False):
+                 num_classes=None, dtype="float32", seed=0, ops=None, workers=1, learn_sigma=False,
+                 prompt_vocab=None, prompt_length=None, context_dim=None):
         mults, attn = check_config(in_channels, image_size, base_channels, channel_mults,
                                     num_res_blocks, attention_resolutions, groups, dropout,
                                     num_classes, dtype)
+        prompts = check_prompt_config(prompt_vocab, prompt_length, context_dim, num_classes)
         self.config = {
             "in_channels": int(in_channels), "image_size": int(image_size),
             "base_channels": int(base_channels), "channel_mults": [int(m) for m in mults],
@@ -116,6 +133,8 @@ class UNet:
             "num_classes": None if num_classes is None else int(num_classes),
             "dtype": np.dtype(dtype).name, "seed": int(seed), "learn_sigma": bool(learn_sigma),
         }
+        if prompts is not None:          # only then: the configs (and checkpoints) of other U-Nets are unchanged
+            self.config.update(zip(("prompt_vocab", "prompt_length", "context_dim"), prompts))
         for name in ("conv2d_forward", "conv2d_backward", "attention_forward", "attention_backward"):
             if ops is not None and not callable(getattr(ops, name, None)):
                 raise ValueError(f"ops must provide {name} (see ddpm_ref.nn.backend.Ops)")
@@ -144,6 +163,9 @@ class UNet:
         if self.config["num_classes"] is not None:
             rows = self.config["num_classes"] + 1                   # the last row: "null" label
             p["class_emb.table"] = rng.standard_normal((rows, self.emb_dim)).astype(dt)
+        if "prompt_vocab" in self.config:                           # the "text encoder": one row per word
+            shape = (len(self.config["prompt_vocab"]), self.config["context_dim"])
+            p["prompt_emb.table"] = rng.standard_normal(shape).astype(dt)
         for step in self.plan:                  # the draws in plan order: the seed's numbers
             match step:
                 case InConvStep(name=name, c_in=c_in, c_out=c_out):
@@ -154,6 +176,8 @@ class UNet:
                     init_resblock(p, name, c_in, c_out, self.emb_dim, rng, dt)
                 case AttentionStep(name=name, channels=c):
                     init_attention(p, name, c, rng, dt)
+                case CrossAttentionStep(name=name, channels=c, context_dim=e):
+                    init_cross_attention(p, name, c, e, rng, dt)
                 case UpsampleStep(name=name, channels=c):
                     init_conv(p, f"{name}.conv", c, c, 3, rng, dt)
                 case OutStep(name=name, c_in=c_in, c_out=c_out):
@@ -208,8 +232,8 @@ class UNet:
 
     # ------------------------------------------------------------ forward
 
-    def _check_inputs(self, x, t, y):
-        """The checks of ``forward``: x, t, y as the network reads them, or ValueError naming one.
+    def _check_inputs(self, x, t, y, tokens=None):
+        """The checks of ``forward``: x, t, y, tokens as the network reads them, or ValueError naming one.
 
         x is checked for NaN/inf here, once (one pass over the input, cheap next to the network),
         and not in every layer: the layers check shapes and dtypes only (``ddpm_ref.nn._validate``).
@@ -246,9 +270,26 @@ class UNet:
                 raise ValueError(f"y must lie in 0..{nc} ({nc} is the null label), got {y.min()}..{y.max()}")
         elif nc is not None:
             y = np.full(N, nc)                                   # all-null: unconditional
-        return x, t, y
+        return x, t, y, self._check_tokens(tokens, N)
 
-    def forward(self, x, t, y=None, *, keep_cache=True, rng=None):
+    def _check_tokens(self, tokens, N):
+        """Token ids (N, M) int64 for a prompt model (None: the null prompt, all padding), else None."""
+        cfg = self.config
+        if "prompt_vocab" not in cfg:
+            if tokens is not None:
+                raise ValueError("tokens (a prompt) were given but this U-Net reads no prompts (prompt_vocab=None)")
+            return None
+        M, V = cfg["prompt_length"], len(cfg["prompt_vocab"])
+        if tokens is None:
+            return np.zeros((N, M), dtype=np.int64)                # the null prompt: all padding
+        tokens = np.asarray(tokens.get() if hasattr(tokens, "get") else tokens)
+        if not np.issubdtype(tokens.dtype, np.integer) or tokens.shape != (N, M):
+            raise ValueError(f"tokens must be an integer array of shape ({N}, {M}), got {tokens.dtype} shape {tokens.shape}")
+        if N and (tokens.min() < 0 or tokens.max() >= V):
+            raise ValueError(f"tokens must lie in 0..{V - 1} (the vocabulary's ids), got {tokens.min()}..{tokens.max()}")
+        return tokens.astype(np.int64, copy=False)
+
+    def forward(self, x, t, y=None, *, tokens=None, keep_cache=True, rng=None):
         """ε̂(x_t, t[, y]) of shape (N, in_channels, image_size, image_size) (2·in_channels with learn_sigma).
 
         Args:
@@ -256,6 +297,8 @@ class UNet:
             t: int array (N,) (or one int) of timesteps, passed to the embedding as is.
             y: None or int array (N,) of labels in 0..num_classes (num_classes = null label);
                 None with num_classes set means all-null.
+            tokens: a prompt model's token ids, int array (N, prompt_length) in 0..len(prompt_vocab)−1
+                (``ddpm_ref.prompts.tokenize``); None means the null prompt (all padding, id 0).
             keep_cache: keep what ``backward`` needs (training). False for sampling: less memory,
                 and ``backward`` then raises.
             rng: numpy.random.Generator for dropout; dropout acts only when keep_cache is True,
@@ -265,7 +308,7 @@ class UNet:
         threads (see ``ddpm_ref.models.parallel``); dropout then draws each shard's mask from its own
         generator, seeded from ``rng``.
         """
-        x, t, y = self._check_inputs(x, t, y)
+        x, t, y, tokens = self._check_inputs(x, t, y, tokens)
         x = array_module(self.params["time.linear1.w"]).asarray(x)
         dropout_on = keep_cache and rng is not None and self.config["dropout"] > 0
         shards = self._shards(x.shape[0])
@@ -275,8 +318,8 @@ class UNet:
 
         def run(i):
             s = shards[i]
-            return self._run(x[s], t[s], None if y is None else y[s], keep_cache,
-                             rngs[i] if dropout_on else None)
+            return self._run(x[s], t[s], None if y is None else y[s], None if tokens is None else tokens[s],
+                             keep_cache, rngs[i] if dropout_on else None)
 
         outs = map_shards(run, len(shards))
         eps = outs[0][0] if len(outs) == 1 else array_module(x).concatenate([e for e, _ in outs])
@@ -295,7 +338,7 @@ class UNet:
                     and array_module(self.params["time.linear1.w"]) is np)
         return shard_slices(n, self.workers) if parallel and n > 1 else [slice(0, n)]
 
-    def _run(self, x, t, y, keep_cache, rng):
+    def _run(self, x, t, y, tokens, keep_cache, rng):
         """One pass through the plan: returns (ε̂, tape), the tape None without keep_cache.
 
         Each step of the plan is a named record (``unet_plan.py``) and each calls its block by
@@ -311,6 +354,9 @@ class UNet:
             e_class, c_class = class_embedding_forward(y, p["class_emb.table"])
             e = e + e_class
         emb_act, c_act = silu_forward(e)                          # every ResBlock reads silu(e)
+        ctx = c_prompt = None
+        if tokens is not None:                                     # c = table[tokens]: (N, M, E)
+            ctx, c_prompt = token_embedding_forward(tokens, p["prompt_emb.table"])
 
         h, skips, steps = x, [], []
         for step in self.plan:
@@ -325,6 +371,8 @@ class UNet:
                                                 dropout=dropout, rng=rng)
                 case AttentionStep(name=name):
                     h, cache = attention_block_forward(h, p, name, groups=groups, ops=ops)
+                case CrossAttentionStep(name=name):                # every cross-attention reads c
+                    h, cache = cross_attention_block_forward(p, name, h, ctx, groups=groups)
                 case PushSkip():
                     skips.append(h)
                 case ConcatSkip():
@@ -335,7 +383,8 @@ class UNet:
                     h, cache = out_block_forward(h, p, name, groups=groups, ops=ops)
             if keep_cache:
                 steps.append((step, cache))
-        tape = {"steps": steps, "time": c_time, "class": c_class, "act": c_act} if keep_cache else None
+        tape = ({"steps": steps, "time": c_time, "class": c_class, "act": c_act, "prompt": c_prompt}
+                if keep_cache else None)
         return array_module(h).ascontiguousarray(h), tape
 
     # ------------------------------------------------------------ backward
@@ -372,7 +421,7 @@ class UNet:
     def _backprop(self, tape, d_eps):
         """Walk one tape backwards: returns (parameter gradients, dL/dx)."""
         g = {}
-        dh, d_skips, d_emb_act = d_eps, [], 0
+        dh, d_skips, d_emb_act, d_ctx = d_eps, [], 0, 0
         for step, cache in reversed(tape["steps"]):
             match step:
                 case OutStep():
@@ -386,6 +435,9 @@ class UNet:
                     dh = dh + d_skips.pop()                  # the skip's path joins the main path
                 case AttentionStep():
                     dh = attention_block_backward(dh, cache, g)
+                case CrossAttentionStep(name=name):
+                    dh, dc = cross_attention_block_backward(dh, cache, name, g)
+                    d_ctx = d_ctx + dc                       # every cross-attention read c
                 case ResBlockStep():
                     dh, d_e = resblock_backward(dh, cache, g)
                     d_emb_act = d_emb_act + d_e              # every ResBlock read silu(e)
@@ -394,6 +446,8 @@ class UNet:
         d_e = silu_backward(d_emb_act, tape["act"])
         if tape["class"] is not None:
             g["class_emb.table"] = class_embedding_backward(d_e, tape["class"])
+        if tape["prompt"] is not None:
+            g["prompt_emb.table"] = token_embedding_backward(d_ctx, tape["prompt"])
         g["time.linear1.w"], g["time.linear1.b"], g["time.linear2.w"], g["time.linear2.b"] = \
             time_mlp_backward(d_e, tape["time"])
         return {k: g[k] for k in self.params}, dh

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["check_config", "build_plan", "InConvStep", "ResBlockStep", "AttentionStep",
-           "DownsampleStep", "UpsampleStep", "PushSkip", "ConcatSkip", "OutStep"]
+__all__ = ["check_config", "check_prompt_config", "build_plan", "InConvStep", "ResBlockStep", "AttentionStep",
+           "CrossAttentionStep", "DownsampleStep", "UpsampleStep", "PushSkip", "ConcatSkip", "OutStep"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,16 @@ class AttentionStep:
     """Self-attention over the pixels, with a residual (``unet_blocks.attention_block_forward``)."""
     name: str
     channels: int
+
+
+@dataclass(frozen=True)
+class CrossAttentionStep:
+    """The pixels attend to the prompt's tokens, with a residual
+    (``cross_attention_block.cross_attention_block_forward``); only in a U-Net that reads prompts,
+    after each self-attention step. ``context_dim``: the width E of a token embedding."""
+    name: str
+    channels: int
+    context_dim: int
 
 
 @dataclass(frozen=True)
@@ -122,13 +132,42 @@ def check_config(in_channels, image_size, base_channels, channel_mults, num_res_
     return mults, attn
 
 
+def check_prompt_config(prompt_vocab, prompt_length, context_dim, num_classes):
+    """Raise ValueError for prompt settings the U-Net cannot build; returns (vocab list, length, dim) or None."""
+    if prompt_vocab is None:
+        for name, v in (("prompt_length", prompt_length), ("context_dim", context_dim)):
+            if v is not None:
+                raise ValueError(f"{name} is set but prompt_vocab is None: a U-Net without prompts has no {name}")
+        return None
+    if isinstance(prompt_vocab, str) or not all(isinstance(w, str) and w and not any(ch.isspace() for ch in w)
+                                                for w in prompt_vocab) or len(prompt_vocab) < 2:
+        raise ValueError(f"prompt_vocab must be a list of at least 2 distinct words without spaces (the first "
+                         f"is the padding token), got {prompt_vocab!r}")
+    if len(set(prompt_vocab)) != len(prompt_vocab):
+        raise ValueError(f"prompt_vocab must not repeat a word, got {prompt_vocab!r}")
+    for name, v in (("prompt_length", prompt_length), ("context_dim", context_dim)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1 with prompt_vocab, got {v!r}")
+    if num_classes is not None:
+        raise ValueError("a U-Net reads class labels (num_classes) or prompts (prompt_vocab), not both; "
+                         "set num_classes=None for a prompt model")
+    return list(prompt_vocab), int(prompt_length), int(context_dim)
+
+
 def build_plan(cfg) -> list:
     """The network as a list of steps (the dataclasses above), read by ``__init__`` (shapes) and
     ``forward`` (order). ``cfg`` needs in_channels, image_size, base_channels, channel_mults,
     num_res_blocks and attention_resolutions (a ``UNet.config`` has them), and optionally
-    learn_sigma (the head then gives 2·in_channels: [prediction | v_σ])."""
+    learn_sigma (the head then gives 2·in_channels: [prediction | v_σ]) and context_dim (a U-Net that
+    reads prompts: a ``CrossAttentionStep`` after every ``AttentionStep``)."""
     base, mults, nrb = cfg["base_channels"], cfg["channel_mults"], cfg["num_res_blocks"]
     attn, res = set(cfg["attention_resolutions"]), cfg["image_size"]
+    ctx_dim = cfg.get("context_dim")
+
+    def attention(name, ch):
+        """Self-attention, then (prompt models) cross-attention to the prompt: "down.1.attn0", "down.1.xattn0"."""
+        return [AttentionStep(name, ch)] + ([] if ctx_dim is None else
+                                            [CrossAttentionStep(name.replace("attn", "xattn"), ch, ctx_dim)])
     steps = [InConvStep("in_conv", cfg["in_channels"], base), PushSkip(base)]
     ch, skip_channels = base, [base]
     for level, mult in enumerate(mults):                            # encoder
@@ -136,21 +175,21 @@ def build_plan(cfg) -> list:
             steps.append(ResBlockStep(f"down.{level}.res{i}", ch, base * mult))
             ch = base * mult
             if res in attn:
-                steps.append(AttentionStep(f"down.{level}.attn{i}", ch))
+                steps += attention(f"down.{level}.attn{i}", ch)
             steps.append(PushSkip(ch))
             skip_channels.append(ch)
         if level != len(mults) - 1:
             steps += [DownsampleStep(f"down.{level}.downsample", ch), PushSkip(ch)]
             skip_channels.append(ch)
             res //= 2
-    steps += [ResBlockStep("mid.res0", ch, ch), AttentionStep("mid.attn", ch), ResBlockStep("mid.res1", ch, ch)]
+    steps += [ResBlockStep("mid.res0", ch, ch), *attention("mid.attn", ch), ResBlockStep("mid.res1", ch, ch)]
     for level in reversed(range(len(mults))):                      # decoder
         for i in range(nrb + 1):
             skip = skip_channels.pop()
             steps += [ConcatSkip(ch, skip), ResBlockStep(f"up.{level}.res{i}", ch + skip, base * mults[level])]
             ch = base * mults[level]
             if res in attn:
-                steps.append(AttentionStep(f"up.{level}.attn{i}", ch))
+                steps += attention(f"up.{level}.attn{i}", ch)
         if level != 0:
             steps.append(UpsampleStep(f"up.{level}.upsample", ch))
             res *= 2
