@@ -41,7 +41,8 @@ import numpy as np
 from ddpm_ref.sample import ModelEps
 
 __all__ = ["PROMPT_VOCAB", "PROMPT_LENGTH", "DIGIT_WORDS", "PAD", "P_DIGIT_WORD", "P_STROKE_WORD",
-           "tokenize", "detokenize", "thickness_classes", "training_tokens", "PromptEps", "has_prompts"]
+           "tokenize", "detokenize", "ink", "thickness_classes", "training_tokens", "PromptEps", "has_prompts",
+           "sample_prompts"]
 
 PAD = "<pad>"
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -83,6 +84,11 @@ def detokenize(tokens, vocab=PROMPT_VOCAB) -> str:
     return " ".join(vocab[int(i)] for i in tokens if int(i) != 0)
 
 
+def ink(x) -> np.ndarray:
+    """The ink of each image (N,): the mean of (x + 1)/2 over its pixels, images x (N, C, H, W) in [−1, 1]."""
+    return ((np.clip(np.asarray(x, dtype=np.float64), -1, 1) + 1) / 2).mean(axis=(1, 2, 3))
+
+
 def thickness_classes(x, y) -> np.ndarray:
     """−1 (thin), 0 or +1 (thick) per image: the tercile of its ink among the images of its class.
 
@@ -93,13 +99,13 @@ def thickness_classes(x, y) -> np.ndarray:
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 4 or y.shape != (x.shape[0],):
         raise ValueError(f"x must be images (N, C, H, W) and y labels (N,), got {x.shape} and {y.shape}")
-    ink = ((x.astype(np.float64) + 1) / 2).mean(axis=(1, 2, 3))
+    amount = ink(x)
     out = np.zeros(len(y), dtype=np.int64)
     for c in np.unique(y):
         members = y == c
-        lo, hi = np.quantile(ink[members], [1 / 3, 2 / 3])
-        out[members & (ink > hi)] = 1
-        out[members & (ink < lo)] = -1
+        lo, hi = np.quantile(amount[members], [1 / 3, 2 / 3])
+        out[members & (amount > hi)] = 1
+        out[members & (amount < lo)] = -1
     return out
 
 
@@ -158,3 +164,22 @@ class PromptEps(ModelEps):
                                    tokens=tokens, keep_cache=False)
             outs.append(self._to_host(eps))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def sample_prompts(net, sched, prompts, n_each: int, *, steps: int = 50, guidance: float = 1.0, rng=0,
+                   progress: bool = False) -> dict:
+    """{prompt: samples (n_each, C, H, W)}: DDIM (η = 0, ``steps`` steps, on the run's schedule
+    ``sched``) from a prompt model, every prompt in one batch, with classifier-free guidance
+    w = ``guidance`` towards each (w = 0: none; for the empty prompt "", the null prompt, guidance
+    changes nothing). ``rng``: seed or Generator."""
+    from ddpm_ref.sample import sample_ddim
+
+    if isinstance(n_each, bool) or not isinstance(n_each, (int, np.integer)) or n_each < 1:
+        raise ValueError(f"n_each must be an integer >= 1, got {n_each!r}")
+    eps = PromptEps(net, prompts)
+    y = np.repeat(np.arange(len(prompts)), n_each)
+    cfg = net.config
+    shape = (len(y), cfg["in_channels"], cfg["image_size"], cfg["image_size"])
+    x = sample_ddim(eps, sched, shape, steps=steps, rng=rng, y=y, guidance=guidance,
+                    progress=progress)
+    return {p: x[y == j] for j, p in enumerate(prompts)}

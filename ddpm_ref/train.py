@@ -68,7 +68,7 @@ from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule, rescale_zero_termi
 __all__ = [
     "TrainConfig", "TrainState", "default_model_config", "train", "train_step",
     "save_state", "load_state", "load_or_train_demo", "DEMO_CONFIG", "DEMO_MODEL",
-    "QUICK_CONFIG", "QUICK_MODEL", "CHANGEABLE_ON_RESUME", "resume_config",
+    "QUICK_CONFIG", "QUICK_MODEL", "PROMPT_CONFIG", "CHANGEABLE_ON_RESUME", "resume_config",
 ]
 
 @dataclasses.dataclass
@@ -171,6 +171,10 @@ QUICK_MODEL = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                    attention_resolutions=(), groups=4, dropout=0.0)
 QUICK_CONFIG = dataclasses.replace(DEMO_CONFIG, steps=300, batch_size=32, warmup=20,
                                    ema_decay=0.99, checkpoint_every=0)
+# The prompt model (issue 12): the demo's U-Net and settings, reading prompts by cross-attention, for
+# 3000 steps (the prompts' words split the data finer than the labels do); what
+# `ddpm-ref train --prompts --run-dir runs/prompts` trains.
+PROMPT_CONFIG = dataclasses.replace(DEMO_CONFIG, prompts=True, cond=False, steps=3000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,22 +470,32 @@ def _move_state(state: TrainState, to_device) -> None:
 # For the lessons
 # --------------------------------------------------------------------------------------------
 
-def load_or_train_demo(run_dir: str = "runs/demo", quick: bool = False, progress: bool = True):
+def load_or_train_demo(run_dir: str = "runs/demo", quick: bool = False, progress: bool = True,
+                       prompts: bool = False):
     """The demo's model with its EMA weights: loaded from ``run_dir`` if it has a checkpoint,
     otherwise trained (``DEMO_CONFIG``, 4-7 min on 2 cores; ``quick=True``: ``QUICK_CONFIG``, a
     tiny model in well under 30 s) and saved there first. Returns the model.
+
+    ``prompts=True``: the demo's U-Net reading prompts instead of labels (``PROMPT_CONFIG``, what
+    ``ddpm-ref train --prompts --run-dir runs/prompts`` trains; ``quick``: ``QUICK_CONFIG``'s tiny model).
     """
     path = os.path.join(run_dir, CHECKPOINT_NAME)
     if os.path.isfile(path):
         model, meta = load_model(run_dir)
         check_digits_run(meta, path, "load_or_train_demo")
+        if has_prompts(model.config) != prompts:
+            raise ValueError(f"{path} holds a model that reads {'prompts' if has_prompts(model.config) else 'labels'}; "
+                             f"a model that reads {'prompts' if prompts else 'labels'} was asked for")
         if meta["step"] >= meta["train"]["steps"]:
             return model
         print(f"{path} is an unfinished run (step {meta['step']}); continuing it")
         train(TrainConfig(**meta["train"]), run_dir, resume=True, progress=progress)
         return load_model(run_dir)[0]
     config, unet = (QUICK_CONFIG, QUICK_MODEL) if quick else (DEMO_CONFIG, DEMO_MODEL)
+    if prompts:
+        config = dataclasses.replace(config, prompts=True, cond=False, steps=config.steps if quick else PROMPT_CONFIG.steps)
     data = load_dataset(config.data, seed=config.seed)
-    kind_config = default_model_config(data, config.cond, config.seed, unet, learn_sigma=config.learn_sigma)
+    kind_config = default_model_config(data, config.cond, config.seed, unet, learn_sigma=config.learn_sigma,
+                                       prompts=config.prompts)
     train(config, run_dir, model_kind_config=kind_config, progress=progress)
     return load_model(run_dir)[0]

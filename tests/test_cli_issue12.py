@@ -1,7 +1,8 @@
 """Issue 12's commands end to end at tiny settings, and their bad inputs → one line, exit 2.
 
 inpaint / edit on user images (.npz, .png), train-classifier + sample --classifier,
-train-autoencoder + train --latent + sample of a latent run.
+train-autoencoder + train --latent + sample of a latent run, train --prompts + sample --prompt
+(in pixels and in latents: Stable Diffusion's shape in miniature).
 """
 
 import os
@@ -41,6 +42,9 @@ def runs(tmp_path_factory):
     assert main(["train-autoencoder", "--run-dir", str(r / "ae"), "--steps", "3", "--batch-size", "8",
                  "--hidden-channels", "8", "--no-progress"]) == 0
     assert main(["train", "--latent", "--autoencoder", str(r / "ae"), "--run-dir", str(r / "lat"),
+                 "--steps", "3", *UNET]) == 0
+    assert main(["train", "--prompts", "--run-dir", str(r / "prompt"), "--steps", "3", *UNET]) == 0
+    assert main(["train", "--prompts", "--latent", "--autoencoder", str(r / "ae"), "--run-dir", str(r / "latprompt"),
                  "--steps", "3", *UNET]) == 0
     three = NoisyClassifier(base_channels=8, groups=4, num_classes=3)      # a classifier of 3 classes
     save_checkpoint(str(r / "clf3" / "checkpoint.npz"),
@@ -141,6 +145,29 @@ def test_latent_run_trains_resumes_and_samples_decoded_images(runs, tmp_path, ca
     assert np.load(tmp_path / "l.npz")["samples"].shape == (10, 1, 8, 8)           # decoded
 
 
+@pytest.mark.parametrize("run", ["prompt", "latprompt"])
+def test_prompt_runs_sample_one_column_per_prompt(runs, tmp_path, run):
+    """train --prompts (pixels, and latents with --latent: an autoencoder + a U-Net reading prompts)
+    then sample --prompt twice with guidance: the saved labels index the prompts, the same seed gives
+    the same samples, and --resume keeps the run's prompts."""
+    model, meta = load_run(str(runs / run))
+    assert model.config["prompt_vocab"][:2] == ["<pad>", "digit"] and meta["train"]["prompts"] is True
+    assert meta["train"]["cond"] is False and model.config["num_classes"] is None
+    argv = ["sample", "--run-dir", str(runs / run), "-n", "6", "--prompt", "thick seven", "--prompt", "two",
+            "--guidance", "1", "--sampler", "ddim", "--steps", "3", "--no-progress"]
+    outs = []
+    for i in range(2):
+        npz = tmp_path / f"s{i}.npz"
+        assert main([*argv, "--out", str(tmp_path / f"s{i}.png"), "--npz", str(npz)]) == 0
+        outs.append(np.load(npz))
+    assert outs[0]["samples"].shape == (6, 1, 8, 8)                     # decoded for the latent run
+    np.testing.assert_array_equal(outs[0]["labels"], [0, 1, 0, 1, 0, 1])
+    assert list(outs[0]["prompts"]) == ["thick seven", "two"]
+    np.testing.assert_array_equal(outs[0]["samples"], outs[1]["samples"])
+    assert main(["train", "--run-dir", str(runs / run), "--resume", "--steps", "4", "--no-progress"]) == 0
+    assert load_run(str(runs / run))[0].config["prompt_vocab"] == model.config["prompt_vocab"]
+
+
 def _bad(runs, name):
     r = str(runs)
     px, lat, inp = f"{r}/px", f"{r}/lat", f"{r}/digits.npz"
@@ -174,6 +201,15 @@ def _bad(runs, name):
         "classifier steps 0": (["train-classifier", "--run-dir", f"{r}/x4", "--steps", "0"], "steps"),
         "classifier unknown schedule": (["train-classifier", "--run-dir", f"{r}/x5", "--schedule", "wavy"], "schedule"),
         "autoencoder negative kl": (["train-autoencoder", "--run-dir", f"{r}/x6", "--kl-weight", "-1"], "kl_weight"),
+        "prompt for a model without cross-attention": ([*sample, "--prompt", "seven"], "reads no prompts"),
+        "prompt with an unknown word": (["sample", "--run-dir", f"{r}/prompt", "--prompt", "a seven"], "unknown word(s) 'a'"),
+        "prompt too long": (["sample", "--run-dir", f"{r}/prompt", "--prompt", "thick seven digit two"], "at most 3"),
+        "label for a prompt model": (["sample", "--run-dir", f"{r}/prompt", "--label", "7"], "use --prompt"),
+        "guidance without a prompt": (["sample", "--run-dir", f"{r}/prompt", "--guidance", "2"], "--guidance needs --prompt"),
+        "classifier with a prompt model": (["sample", "--run-dir", f"{r}/prompt", "--classifier", f"{r}/clf"], "reads prompts"),
+        "prompts with cond": (["train", "--prompts", "--cond", "--run-dir", f"{r}/x7", *UNET], "drop --cond"),
+        "prompts on points": (["train", "--prompts", "--data", "moons", "--run-dir", f"{r}/x8", *UNET], "labels and strokes"),
+        "prompts added on resume": (["train", "--resume", "--prompts", "--run-dir", f"{r}/px", "--no-progress"], "--prompts differs from the saved run"),
     }[name]
 
 
@@ -183,7 +219,10 @@ BAD = ["mask of the wrong size", "unknown mask name", "unknown method", "resampl
        "classifier is not a classifier", "classifier classes mismatch", "classifier schedule mismatch",
        "classifier with cfg guidance", "sample a classifier run", "negative classifier scale", "classifier on a latent run",
        "trajectory of a latent run", "latent without autoencoder", "autoencoder that is not one",
-       "latent on other data", "classifier steps 0", "classifier unknown schedule", "autoencoder negative kl"]
+       "latent on other data", "classifier steps 0", "classifier unknown schedule", "autoencoder negative kl",
+       "prompt for a model without cross-attention", "prompt with an unknown word", "prompt too long",
+       "label for a prompt model", "guidance without a prompt", "classifier with a prompt model", "prompts with cond",
+       "prompts on points", "prompts added on resume"]
 
 
 @pytest.mark.parametrize("name", BAD)

@@ -24,7 +24,7 @@ LAYERS = {
     "models": 3,                                                      # model
     "data": 4, "optim": 4, "train": 4, "sample": 4, "checkpoint": 4, "runs": 4,    # loop
     "guidance": 4, "inpaint": 4, "interrupts": 4, "runlock": 4, "run_checks": 4, "memory": 4, "preflight": 4,
-    "train_extra": 4, "latent": 4,
+    "train_extra": 4, "latent": 4, "prompts": 4,
     "evaluation": 5, "plots": 5, "bench": 5,                          # tooling beside the stack
     "cli": 6, "commands": 6, "__main__": 6,                           # command line
 }

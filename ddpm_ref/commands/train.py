@@ -139,7 +139,7 @@ def _given(args) -> dict:
              if f.name != "cond" and getattr(args, f.name, None) is not None}
     if args.cond or args.uncond:
         given["cond"] = bool(args.cond)
-    if args.prompts and "cond" not in given:
+    if args.prompts and "cond" not in given and not args.resume:
         given["cond"] = False                    # prompts replace the label embedding
     return given
 
@@ -174,6 +174,9 @@ def _resume_config(args, given: dict, unet: dict):
         if value is not None and (list(value) if isinstance(value, tuple) else value) != saved:
             raise ValueError(f"--resume: --{a.replace('_', '-')} {value!r} differs from the saved model's "
                              f"{saved!r}; a resumed run keeps its model (start another --run-dir)")
+    if given.get("prompts") and not meta["train"].get("prompts", False):
+        raise ValueError("--resume: --prompts differs from the saved run, which reads class labels; a resumed run "
+                         "keeps its model (start another --run-dir)")
     return dataclasses.replace(TrainConfig(**meta["train"]), **given)
 
 
