@@ -311,3 +311,58 @@ def _ex_17_2(answer):
     inputs = [(mu, logvar), (g.standard_normal((4, 2, 2, 2)), g.normal(-1, 0.5, (4, 2, 2, 2))),
               (g.standard_normal((2, 3, 4, 4)), g.normal(0.3, 1.0, (2, 3, 4, 4)))]
     return compare_function(answer, _ex_17_2_reference, inputs, rtol=1e-9, atol=1e-12, mistakes=_KL_MISTAKES)
+
+
+def _solution_17_3():
+    """The solution of exercise 17.3, as a student writes it (what hint() shows last)."""
+    def my_token_embedding_backward(dctx, tokens, vocab_size):
+        E = dctx.shape[-1]
+        dtable = np.zeros((vocab_size, E))
+        np.add.at(dtable, tokens.reshape(-1), dctx.reshape(-1, E))    # every use of a word adds its gradient
+        return dtable
+    return my_token_embedding_backward
+
+
+def _assign_rows(dctx, tokens, vocab_size):
+    dtable = np.zeros((vocab_size, dctx.shape[-1]))
+    dtable[tokens.reshape(-1)] = dctx.reshape(-1, dctx.shape[-1])       # a repeated word keeps only its last use
+    return dtable
+
+
+def _mean_rows(dctx, tokens, vocab_size):
+    E, flat = dctx.shape[-1], tokens.reshape(-1)
+    dtable = np.zeros((vocab_size, E))
+    np.add.at(dtable, flat, dctx.reshape(-1, E))
+    counts = np.bincount(flat, minlength=vocab_size)
+    return dtable / np.maximum(counts, 1)[:, None]
+
+
+_TOKEN_MISTAKES = {
+    "rows assigned (dtable[tokens] = dctx): a word used twice keeps only one of its gradients": _assign_rows,
+    "each row averaged over the word's uses instead of summed": _mean_rows,
+    "the padding token's row left at zero (padding is a word like any other here)":
+        lambda dctx, tokens, V: _solution_17_3()(dctx, tokens, V) * (np.arange(V) != 0)[:, None],
+}
+
+
+def _ex_17_3_reference(dctx, tokens, vocab_size):
+    from ddpm_ref.models.cross_attention_block import token_embedding_backward, token_embedding_forward
+
+    _, cache = token_embedding_forward(tokens, np.zeros((vocab_size, dctx.shape[-1])))
+    return token_embedding_backward(dctx, cache)
+
+
+@exercise("17.3", solution=_solution_17_3, wrong=_as_fn(_TOKEN_MISTAKES),
+          hints=("The forward pass is c[b, m] = table[tokens[b, m]]: each row of the table is copied to every place its "
+                 "word appears. A copy's backward adds the gradients of all the copies.",
+                 "dtable[v] = Σ over (b, m) with tokens[b, m] = v of dctx[b, m]; np.add.at does that sum (plain "
+                 "fancy-index assignment would not)."))
+def _ex_17_3(answer):
+    g = np.random.default_rng(173)
+    inputs = []
+    for B, M, E, V in [(2, 3, 4, 14), (4, 3, 5, 14), (3, 5, 2, 6)]:
+        tokens = g.integers(0, V, (B, M))
+        tokens[0, :2] = [0, 0]                        # padding used twice, and a repeated word in every case
+        tokens[-1, -1] = tokens[0, -1]
+        inputs.append((g.standard_normal((B, M, E)), tokens, V))
+    return compare_function(answer, _ex_17_3_reference, inputs, rtol=1e-12, atol=1e-12, mistakes=_TOKEN_MISTAKES)
