@@ -129,3 +129,22 @@ def test_train_step_with_prompts_is_deterministic_and_checked():
         tr.TrainConfig(prompts=True).validate()
     with pytest.raises(ValueError, match="has none"):
         tr.default_model_config(load_dataset("moons", n_points=10), False, prompts=True)
+
+
+def test_evaluate_draws_a_prompt_models_samples_for_the_digit_words():
+    """evaluate_run on a prompt model: label accuracy of samples drawn for "zero" ... "nine" (not the null prompt)."""
+    from ddpm_ref.commands.evaluate import evaluate_run
+
+    net = UNet(**TINY_PROMPTED)
+    meta = {"step": 0, "train": {"schedule": "linear", "T": 20}}
+    calls = []
+    forward = net.forward
+
+    def spy(x, t, y=None, **kw):
+        calls.append(kw.get("tokens"))
+        return forward(x, t, y, **kw)
+
+    net.forward = spy
+    r = evaluate_run(net, meta, n=20, steps=2, bpd=False, progress=False)
+    assert r["prompts"] == list(DIGIT_WORDS) and 0 <= r["accuracy_samples"] <= 1
+    np.testing.assert_array_equal(calls[0][:, 0], [PROMPT_VOCAB.index(DIGIT_WORDS[i % 10]) for i in range(20)])

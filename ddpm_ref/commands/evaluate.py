@@ -10,7 +10,8 @@ Reports (see ``ddpm_ref.evaluation``): the bound in bits/dim on the test split (
 untrained model, ε̂ = 0, which needs no network), then the FDD of
 ``-n`` samples next to its baselines at the same sample size — the held-out digits themselves and
 uniform noise — and, for a class-conditional model, how often the classifier agrees with the
-label the sample was drawn for.
+label the sample was drawn for (a prompt model, ``train --prompts``: sample i is drawn for the
+prompt naming digit i mod 10, "zero" ... "nine"; its bits/dim use the null prompt).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
 
     from ddpm_ref.data import load_digits_images
     from ddpm_ref.evaluation import baselines, bits_per_dim, fdd, label_accuracy
+    from ddpm_ref.prompts import DIGIT_WORDS, PromptEps, has_prompts
     from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, sample_ddpm_respaced
     from ddpm_ref.schedules import make_schedule, rescale_zero_terminal_snr
 
@@ -66,6 +68,9 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
         out["bpd_zero_model"] = zero["bpd"]             # baseline: an untrained model (ε̂ = 0)
     k = cfg.get("num_classes")
     y = None if k is None else np.arange(n) % k
+    if has_prompts(cfg):                          # a prompt model: sample i is drawn for the prompt of its digit
+        eps, y = PromptEps(model, list(DIGIT_WORDS)), np.arange(n) % len(DIGIT_WORDS)
+        out["prompts"] = list(DIGIT_WORDS)
     if guidance and y is None:
         raise ValueError("--guidance needs a class-conditional model; this one has no classes")
     shape = (n, 1, 8, 8)
@@ -136,7 +141,8 @@ def run(args) -> int:
           f"{r['fdd_samples']:.3f}")
     print(f"  baselines at n={r['n']}: held-out digits {r['fdd_test_digits']:.3f}, uniform noise {r['fdd_noise']:.3f}")
     if "accuracy_samples" in r:
-        print(f"label accuracy of the samples: {r['accuracy_samples']:.3f} "
+        print(f"label accuracy of the samples{' (drawn for the prompts zero ... nine)' if 'prompts' in r else ''}: "
+              f"{r['accuracy_samples']:.3f} "
               f"(the classifier on held-out digits: {r['accuracy_test_digits']:.3f})")
     if args.json:
         write_json_atomic(args.json, r)
