@@ -54,7 +54,7 @@ def test_respaced_chain_keeps_the_alpha_bars_and_asks_the_model_at_tau():
         return np.zeros_like(x)
 
     r = RespacedEps(model, sched, 50)
-    assert r.sched.T == 50 and r.taus[0] == 0 and r.taus[-1] == 1000
-    np.testing.assert_allclose(r.sched.alpha_bars, sched.alpha_bars[r.taus], rtol=1e-12)
+    assert r.sched.T == 50 and len(r.taus) == 50 and r.taus[0] == 20 and r.taus[-1] == 1000
+    np.testing.assert_allclose(r.sched.alpha_bars[1:], sched.alpha_bars[r.taus], rtol=1e-12)   # ᾱ'_k = ᾱ_{τ_k}
     r(np.zeros((2, 1)), np.array([1, 50]))
     np.testing.assert_array_equal(seen[0], [20, 1000])

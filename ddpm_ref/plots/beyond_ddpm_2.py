@@ -18,6 +18,7 @@ from ddpm_ref.guidance import sample_ddim_guided, sample_ddpm_guided
 from ddpm_ref.inpaint import sample_repaint
 from ddpm_ref.plots import new_figure, register, save
 from ddpm_ref.plots.beyond_ddpm import mixture_stats
+from ddpm_ref.sample import RespacedModel, respace
 from ddpm_ref.schedules import make_schedule
 
 __all__ = ["CLASSES", "GUIDANCE_RUNS", "guidance_runs", "plot_classifier_guidance_gmm", "inpainting_schedule",
@@ -155,27 +156,20 @@ def _make_inpainting_gmm(out_dir, seed):
 
 
 # ------------------------------------------------------------------ lesson 16: inpainting the digits (demo model)
-class RespacedEps:
-    """A trained ε-model on a subsequence τ_1 < … < τ_K of its T steps, seen as a K-step chain.
+class RespacedEps(RespacedModel):
+    """A trained ε-model on K of its T steps, with the K-step chain it runs on (``.sched``).
 
-    The respaced chain has ᾱ'_k = ᾱ_{τ_k} (so β'_k = 1 − ᾱ_{τ_k}/ᾱ_{τ_{k−1}}, Nichol & Dhariwal 2021's respacing);
-    step k of it asks the network at its own timestep τ_k. Any sampler of the K-step schedule then runs
-    the trained model in K network calls per pass instead of T.
+    ``ddpm_ref.sample.respace`` at τ = round(linspace(0, T, K + 1))[1:], i.e. every (T/K)-th step ending
+    at T: the respaced chain has ᾱ'_k = ᾱ_{τ_k} (β'_k = 1 − ᾱ_{τ_k}/ᾱ_{τ_{k−1}}, Nichol & Dhariwal
+    2021's respacing), and step k asks the network at its own timestep τ_k (``RespacedModel``). Any
+    sampler of the K-step schedule then runs the trained model in K network calls per pass instead of T.
     """
 
     def __init__(self, eps_model, sched, steps: int):
-        from ddpm_ref.schedules import Schedule
-
-        self.taus = np.unique(np.linspace(0, sched.T, steps + 1).round().astype(np.int64))   # 0 = τ_0 < … < τ_K = T
-        ab = sched.alpha_bars[self.taus]
-        self.sched = Schedule.from_betas(1.0 - ab[1:] / ab[:-1], name=f"{sched.name} respaced to {len(self.taus) - 1}",
-                                         input_scale=sched.input_scale)
-        self.eps_model = eps_model
-        self.num_classes = getattr(eps_model, "num_classes", None)
+        taus = np.unique(np.linspace(0, sched.T, steps + 1).round().astype(np.int64))[1:]    # τ_1 < … < τ_K = T
+        self.sched, taus = respace(sched, taus)
+        super().__init__(eps_model, taus)
         self.dtype = getattr(eps_model, "dtype", np.float64)
-
-    def __call__(self, xt, t, y=None):
-        return self.eps_model(xt, self.taus[np.asarray(t)], y)
 
 
 def inpaint_digits(eps_model, sched, images, mask_names=("right", "bottom"), steps: int = 50, resamples: int = 5,
