@@ -63,11 +63,16 @@ def attention_to_tokens(net, x, t, prompt: str, block: str = "mid.xattn") -> np.
 
 
 def plot_prompts(net, sched, x_train, y_train, seed: int = 0, n_each: int = 8, steps: int = 50, guidance: float = 1.0):
-    """Three panels: samples per class word; samples and ink per stroke prompt; attention to each token."""
+    """Samples per digit word and per stroke prompt (top); the ink of the stroke prompts' samples beside
+    the training digits', and the middle block's attention to each token of "thick seven" (bottom)."""
+    from ddpm_ref.diffusion import q_sample
+
     classes = sample_prompts(net, sched, list(CLASS_PROMPTS), n_each, steps=steps, guidance=guidance, rng=seed)
     strokes = sample_prompts(net, sched, list(STROKE_PROMPTS), n_each, steps=steps, guidance=guidance, rng=seed + 1)
-    fig = new_figure(16, 5.2)
-    grid = fig.add_gridspec(2, 3, width_ratios=[10, 6, 4.2], height_ratios=[1, 0.45], wspace=0.25, hspace=0.35)
+    fig = new_figure(12.5, 7.2)
+    outer = fig.add_gridspec(2, 1, height_ratios=[1.55, 1], hspace=0.45)
+    top = outer[0].subgridspec(1, 2, width_ratios=[len(classes), len(strokes)], wspace=0.08)
+    bottom = outer[1].subgridspec(1, 2, width_ratios=[1.1, 1], wspace=0.25)
 
     def tiles(ax, samples, title):
         cols = [np.concatenate([s[i, 0] for i in range(n_each)], axis=0) for s in samples.values()]
@@ -78,34 +83,36 @@ def plot_prompts(net, sched, x_train, y_train, seed: int = 0, n_each: int = 8, s
         ax.set_yticks([])
         ax.set_title(title, fontsize=10)
 
-    tiles(fig.add_subplot(grid[:, 0]), classes, f"one column per prompt (DDIM {steps} steps, guidance w = {guidance:g})")
-    tiles(fig.add_subplot(grid[0, 1]), strokes, "stroke words")
-    ax = fig.add_subplot(grid[1, 1])
+    tiles(fig.add_subplot(top[0, 0]), classes, f"one column per prompt ({n_each} samples, DDIM {steps} steps, "
+          f"guidance w = {guidance:g})")
+    tiles(fig.add_subplot(top[0, 1]), strokes, "stroke words")
+    ax = fig.add_subplot(bottom[0, 0])
     rows = stroke_table(strokes, x_train, y_train)
     pos = np.arange(len(rows))
-    ax.bar(pos - 0.2, [r[1] for r in rows], 0.4, yerr=[r[2] for r in rows], label="samples", color="C0")
-    ax.bar(pos + 0.2, [r[3] for r in rows], 0.4, label="training digits so described", color="C1")
+    ax.bar(pos - 0.2, [r[1] for r in rows], 0.4, yerr=[r[2] for r in rows], label=f"its {n_each} samples (± s.e.)",
+           color="C0")
+    ax.bar(pos + 0.2, [r[3] for r in rows], 0.4, label="the training digits it describes", color="C1")
     ax.set_xticks(pos)
-    ax.set_xticklabels([r[0] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("ink (mean of (x+1)/2)", fontsize=8)
-    ax.legend(fontsize=7, loc="upper left")
-    prompt = "thick seven"
+    ax.set_xticklabels([f'"{r[0]}"' for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("ink: mean of (x + 1)/2", fontsize=8)
+    ax.set_title("the ink of each stroke prompt", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    prompt, t = "thick seven", 300
     x7 = x_train[y_train == 7][:32]
-    from ddpm_ref.diffusion import q_sample
-
-    t = 300
     xt = q_sample(sched, x7, t, np.random.default_rng(seed).standard_normal(x7.shape).astype(x7.dtype))
     maps = attention_to_tokens(net, xt, t, prompt)
-    words = [w for w in prompt.split()] + ["<pad>"] * (maps.shape[0] - len(prompt.split()))
-    sub = grid[:, 2].subgridspec(1, maps.shape[0], wspace=0.1)
+    words = prompt.split() + ["<pad>"] * (maps.shape[0] - len(prompt.split()))
+    sub = bottom[0, 1].subgridspec(1, maps.shape[0], wspace=0.15)
     for j in range(maps.shape[0]):
         a = fig.add_subplot(sub[0, j])
-        a.imshow(maps[j], cmap="viridis", vmin=0, vmax=1)
-        a.set_title(f'"{words[j]}"\n{maps[j].mean():.2f}', fontsize=8)
+        im = a.imshow(maps[j], cmap="viridis", vmin=0, vmax=1)
+        a.set_title(f'"{words[j]}": {maps[j].mean():.2f}', fontsize=9)
         a.set_xticks([])
         a.set_yticks([])
-    fig.text(0.80, 0.08, f'cross-attention "mid.xattn" at t = {t} for "{prompt}":\neach 4×4 pixel\'s weight on each token '
-             "(mean over 32 noised sevens)", fontsize=8, ha="center")
+        if j == 1:
+            a.set_xlabel(f'cross-attention mid.xattn at t = {t} for "{prompt}": each 4×4 pixel\'s weight\n'
+                         "on each token (mean over 32 noised sevens; the weights of a pixel sum to 1)", fontsize=8)
+    fig.colorbar(im, ax=a, fraction=0.046, pad=0.04)
     return fig
 
 
