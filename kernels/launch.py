@@ -7,10 +7,10 @@
 Every launch of an operation is planned and checked before the first one starts, so that a
 ValueError never leaves half an operation done. Attention plans take both lengths, Lq queries and
 Lk keys (equal for self-attention, different for cross-attention): a kernel that owns query rows
-has its grid and tile from Lq, one that owns key rows (dk, dv) from Lk, and key tiles follow Lk. ``tile_fits`` answers "would this block size
-work at this shape?" without running anything: the harness and the CLI use it to try only the
-tiles that fit (attention version 2 at D = 64 cannot use T = 32 in its backward pass: 50,176
-bytes of shared memory).
+has its grid and tile from Lq, one that owns key rows (dk, dv) from Lk, and key tiles follow Lk.
+``tile_fits`` answers "would this block size work at this shape?" without running anything: the
+harness and the CLI use it to try only the tiles that fit (attention version 2 at D = 64 cannot
+use T = 32 in its backward pass: 50,176 bytes of shared memory).
 """
 
 from __future__ import annotations

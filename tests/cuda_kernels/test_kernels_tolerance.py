@@ -4,8 +4,9 @@ passes correct kernels and fails planted bugs, at the U-Net's real shapes.
 Each planted bug is a one-line change of a real kernel file, built in the emulator: a dropped
 filter tap, a dropped last column, a dropped last pixel of the sum over pixels, a softmax scale
 0.1% off, and, at cross-attention shapes (B, Lq, Lk, D), a length mixed up: the query count Lq
-where the key count Lk belongs, or the reverse (invisible at self-attention shapes, Lq = Lk). They are the kind of error a flat tolerance either hides (when the outputs are small)
-or drowns in false alarms (when it is tight enough to see them).
+where the key count Lk belongs, or the reverse (invisible at self-attention shapes, Lq = Lk).
+They are the kind of error a flat tolerance either hides (when the outputs are small) or drowns in
+false alarms (when it is tight enough to see them).
 """
 
 import numpy as np
