@@ -2,6 +2,7 @@
 
     python -m kernels conv2d_forward 1                    # on the CPU, in the emulator
     python -m kernels attention_forward 2 --backend cuda  # on a GPU
+    python -m kernels attention_backward 3 --shape 2 16 4 32   # B Lq Lk D: 16 queries, 4 keys (cross-attention)
     python -m kernels list                                # the ops and their versions
 
 As in llm.c's dev/cuda files: the version is first checked against the NumPy reference at each
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument("version", nargs="?", type=int, default=1)
     parser.add_argument("--backend", choices=("emulate", "cuda"), default="emulate")
     parser.add_argument("--shape", type=int, nargs="+",
-                        help="N C H W K R stride pad for the convolutions, B L D for attention")
+                        help="N C H W K R stride pad for the convolutions; B L D (self-attention) or "
+                             "B Lq Lk D (Lq queries, Lk keys, as in cross-attention) for attention")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--reverse-blocks", action="store_true", help="emulate: run blocks last to first")
     parser.add_argument("--concurrent", type=int, default=None, metavar="N",
@@ -51,8 +53,8 @@ def main(argv=None) -> int:
         parser.error(f"{args.op} has versions {VERSIONS[args.op]}")
     kind = harness.kind(args.op)
     shape = tuple(args.shape) if args.shape else harness.DEFAULT_SHAPES[args.backend][kind]
-    if len(shape) != (3 if kind == "attention" else 8):
-        parser.error("--shape takes B L D (attention) or N C H W K R stride pad (convolution)")
+    if len(shape) not in ((3, 4) if kind == "attention" else (8,)):
+        parser.error("--shape takes B L D or B Lq Lk D (attention) or N C H W K R stride pad (convolution)")
     if args.backend == "cuda":
         import cupy as xp
     else:

@@ -30,7 +30,13 @@ BEGIN, END = "<!-- bench_gpu: begin -->", "<!-- bench_gpu: end -->"
 # (N, C, H, W, K, R, stride, pad): the demo U-Net's convolutions (8x8 digits) and a larger one
 CONV_SHAPES = [(128, 32, 8, 8, 32, 3, 1, 1), (128, 64, 4, 4, 64, 3, 1, 1), (64, 64, 32, 32, 64, 3, 1, 1)]
 # (B, L, D): the demo U-Net's attention at 4x4 and a longer sequence
-ATTENTION_SHAPES = [(128, 16, 64), (32, 256, 64), (8, 1024, 64)]
+SELF_ATTENTION_SHAPES = [(128, 16, 64), (32, 256, 64), (8, 1024, 64)]
+# (B, Lq, Lk, D): cross-attention, queries and keys of different lengths. 128 feature maps of 4x4
+# (16 pixels) asking 4 context tokens with D = 32 (ddpm_ref.models.cross_attention_block, as in
+# lesson 17); and Stable Diffusion's shape at a 32x32 latent: 1024 pixels asking CLIP's 77 tokens.
+# Validated in the emulator only until a GPU times them.
+CROSS_ATTENTION_SHAPES = [(128, 16, 4, 32), (8, 1024, 77, 64)]
+ATTENTION_SHAPES = SELF_ATTENTION_SHAPES + CROSS_ATTENTION_SHAPES
 
 
 # The roofline estimates of each .cu file's header: expected speed-up of version 3 over version 2 on an

@@ -7,7 +7,8 @@
 Steps, each with its own share of the time budget (``--budget``, default 600 s):
 1. validate every version of every op on the GPU at the U-Net's real shapes (the demo net's
    convolutions and attention at batch 128, the wider net's attention) and at the benchmark's
-   shapes, at every block size that fits, against the float64 NumPy reference (kernels/harness.py);
+   shapes (with cross-attention's: queries and keys of different lengths), at every block size
+   that fits, against the float64 NumPy reference (kernels/harness.py);
 2. compute-sanitizer (memcheck, racecheck, synccheck, initcheck), when it is on PATH, on a child
    process that validates every version at small shapes;
 3. time every version against PyTorch/cuDNN and the U-Net's training step (kernels/bench_gpu.py);
@@ -40,7 +41,8 @@ NO_GPU = ("kernels.gpu_day: no GPU ({why}); nothing was run and kernels/RESULTS.
 
 
 def validation_shapes() -> dict:
-    """{op: [shapes]}: the U-Net's recorded shapes at batch 128, the wider net's attention, and bench_gpu's."""
+    """{op: [shapes]}: the U-Net's recorded shapes at batch 128, the wider net's attention, and bench_gpu's
+    (including its cross-attention shapes (B, Lq, Lk, D))."""
     from kernels import bench_gpu
     from kernels.unet_shapes import WIDER, unet_shapes
 

@@ -15,9 +15,11 @@ backward passes likewise with |dy|). A float32 sum of n products, added in any o
 at most about n * eps32/2 * M (Higham's bound), and in practice by a few eps32 * M at most: the
 rounding errors are those of partial sums that are random walks, much smaller than M. Attention
 multiplies each term's weight P_ij by a relative error of e_i = 1 + max_j scale*|q_i|.|k_j| +
-sqrt(L) units of eps32 (the rounding of the scores, which exp() turns into a relative error, plus
-the sum of the softmax denominator); the bounds of o, dv, dS, dq, dk carry that factor
-(``attention_bounds``).
+sqrt(Lk) units of eps32 (the rounding of the scores, which exp() turns into a relative error, plus
+the sum of the softmax denominator, Lk terms: one per key); the bounds of o, dv, dS, dq, dk carry
+that factor (``attention_bounds``). Queries and keys may differ in number (cross-attention: q
+(B, Lq, D), k and v (B, Lk, D)); the same M then sums o and dq over the Lk keys, dk and dv over the
+Lq queries.
 
 C_TOL = 16. Measured in the emulator on every convolution and attention shape of the demo U-Net
 (and attention at B, L, D = 2, 64, 128), versions 1 and 2: the worst error was 2.3 eps32 * M
@@ -37,7 +39,8 @@ import numpy as np
 
 from kernels import launch as K
 
-# (N, C, H, W, K, R, stride, pad) for the convolutions, (B, L, D) for attention
+# (N, C, H, W, K, R, stride, pad) for the convolutions; for attention (B, L, D) (self-attention:
+# Lq = Lk = L) or (B, Lq, Lk, D) (queries and keys of different lengths, as in cross-attention)
 DEFAULT_SHAPES = {
     "emulate": {"conv": (2, 3, 9, 7, 5, 3, 1, 1), "attention": (2, 37, 8)},
     "cuda": {"conv": (32, 64, 32, 32, 64, 3, 1, 1), "attention": (32, 256, 64)},
@@ -78,8 +81,8 @@ def make_inputs(op: str, shape, rng) -> dict:
     def randn(*s):
         return rng.standard_normal(s).astype(np.float32)
     if kind(op) == "attention":
-        B, L, D = shape
-        return {"q": randn(B, L, D), "k": randn(B, L, D), "v": randn(B, L, D), "do": randn(B, L, D)}
+        B, Lq, Lk, D = K.attention_dims(shape)
+        return {"q": randn(B, Lq, D), "k": randn(B, Lk, D), "v": randn(B, Lk, D), "do": randn(B, Lq, D)}
     N, C, H, W, Kc, R, stride, pad = shape
     P, Q = (H + 2 * pad - R) // stride + 1, (W + 2 * pad - R) // stride + 1
     return {"x": randn(N, C, H, W), "w": randn(Kc, C, R, R), "b": randn(Kc), "dy": randn(N, Kc, P, Q),
@@ -111,14 +114,15 @@ def reference(op: str, inp: dict) -> dict:
 
 
 def attention_bounds(q, k, v, do):
-    """M for o, dv, dq, dk (float64 arrays of q's shape): the sizes of the terms, see the module docstring."""
-    B, L, D = q.shape
+    """M for o, dq (q's shape (B, Lq, D)) and dk, dv (k's shape (B, Lk, D)), float64: the sizes of the
+    terms, see the module docstring."""
+    D, Lk = q.shape[2], k.shape[1]
     scale = 1.0 / math.sqrt(D)
     s = scale * q @ k.transpose(0, 2, 1)
     p = np.exp(s - s.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
     a = scale * np.abs(q) @ np.abs(k).transpose(0, 2, 1)                  # term sizes of each score
-    e = 1.0 + a.max(axis=-1, keepdims=True) + math.sqrt(L)               # (B, L, 1) relative error units
+    e = 1.0 + a.max(axis=-1, keepdims=True) + math.sqrt(Lk)              # (B, Lq, 1) relative error units
     pv = p @ np.abs(v)                                                    # sum_j P_ij |v_j|
     bound_o = e * pv
     bound_dv = p.transpose(0, 2, 1) @ (e * np.abs(do))
@@ -151,10 +155,9 @@ def _outputs(op, inp, xp):
     def empty(*shape):
         return xp.empty(shape, dtype=np.float32)
     if kind(op) == "attention":
-        B, L, D = inp["q"].shape
         if op == "attention_forward":
-            return {"o": empty(B, L, D)}
-        return {"dq": empty(B, L, D), "dk": empty(B, L, D), "dv": empty(B, L, D)}
+            return {"o": empty(*inp["q"].shape)}
+        return {"dq": empty(*inp["q"].shape), "dk": empty(*inp["k"].shape), "dv": empty(*inp["k"].shape)}
     if op == "conv2d_forward":
         return {"y": empty(*inp["dy"].shape)}
     if op == "conv2d_backward_data":

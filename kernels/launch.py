@@ -5,10 +5,12 @@
     launch_conv2d_forward(mod, version, x, w, b, y, stride, pad, block_size)   # checks, then launches
 
 Every launch of an operation is planned and checked before the first one starts, so that a
-ValueError never leaves half an operation done. ``tile_fits`` answers "would this block size
-work at this shape?" without running anything: the harness and the CLI use it to try only the
-tiles that fit (attention version 2 at D = 64 cannot use T = 32 in its backward pass: 50,176
-bytes of shared memory).
+ValueError never leaves half an operation done. Attention plans take both lengths, Lq queries and
+Lk keys (equal for self-attention, different for cross-attention): a kernel that owns query rows
+has its grid and tile from Lq, one that owns key rows (dk, dv) from Lk, and key tiles follow Lk.
+``tile_fits`` answers "would this block size work at this shape?" without running anything: the
+harness and the CLI use it to try only the tiles that fit (attention version 2 at D = 64 cannot
+use T = 32 in its backward pass: 50,176 bytes of shared memory).
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ def weight_splits(dims) -> tuple[int, int]:
 
 def attention_tile(L: int, D: int, floats_per_tile, largest: int = 64) -> int:
     """The tile T of version 2: the largest power of 2 <= `largest` whose shared memory fits in 48 KiB
-    and that is not much longer than the sequence (no block of mostly idle threads)."""
+    and that is not much longer than the L rows its threads own (no block of mostly idle threads):
+    L = Lq for the forward and dq kernels (a thread per query), Lk for dkdv (a thread per key)."""
     T = largest
     while T > 1 and (T >= 2 * L or 4 * floats_per_tile(T, D) > SHARED_LIMIT):
         T //= 2
@@ -166,9 +169,9 @@ def _forward3_floats(bkv, D):
     return V3_ATTENTION_ROWS * (D + 1) + 2 * bkv * (D + 1) + V3_ATTENTION_ROWS * (bkv + 1) + 3 * V3_ATTENTION_ROWS
 
 
-def attention_key_tile(L: int, D: int) -> int:
-    """Version 3's key tile: the largest of 32, 16, ... 1 that fits 48 KiB and is not much longer than L."""
-    return _v3_tile(L, D, _forward3_floats)
+def attention_key_tile(Lk: int, D: int) -> int:
+    """Version 3's key tile: the largest of 32, 16, ... 1 that fits 48 KiB and is not much longer than Lk."""
+    return _v3_tile(Lk, D, _forward3_floats)
 
 
 def _dkdv3_floats(bq, D):
@@ -189,44 +192,58 @@ def _v3_tile(L, D, floats):
     return tile
 
 
-def attention_forward_plan(version, B, L, D, block_size=None):
+def attention_forward_plan(version, B, Lq, Lk, D, block_size=None):
+    """q (B, Lq, D) against k, v (B, Lk, D): the grid follows the queries, the key tile the keys."""
     if version == 1:
         bs = block_size or 256
         t = f"{bs} threads"
-        return [_l("attention_scores_kernel1", (_cdiv(B * L * L, bs),), (bs,), tile=t),
-                _l("attention_softmax_kernel1", (_cdiv(B * L, bs),), (bs,), tile=t),
-                _l("attention_value_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t)]
+        return [_l("attention_scores_kernel1", (_cdiv(B * Lq * Lk, bs),), (bs,), tile=t),
+                _l("attention_softmax_kernel1", (_cdiv(B * Lq, bs),), (bs,), tile=t),
+                _l("attention_value_kernel1", (_cdiv(B * Lq * D, bs),), (bs,), tile=t)]
     if version == 3:
-        bkv = block_size or attention_key_tile(L, D)
-        return [_l("attention_forward_kernel3", (_cdiv(L, V3_ATTENTION_ROWS), B), (V3_ATTENTION_THREADS,),
+        bkv = block_size or attention_key_tile(Lk, D)
+        return [_l("attention_forward_kernel3", (_cdiv(Lq, V3_ATTENTION_ROWS), B), (V3_ATTENTION_THREADS,),
                    4 * _forward3_floats(bkv, D), f"32 queries x {bkv} keys")]
-    T = block_size or attention_tile(L, D, _forward_floats)
-    return [_l("attention_forward_kernel2", (_cdiv(L, T), B), (T,), 4 * _forward_floats(T, D), f"T={T}")]
+    T = block_size or attention_tile(Lq, D, _forward_floats)
+    return [_l("attention_forward_kernel2", (_cdiv(Lq, T), B), (T,), 4 * _forward_floats(T, D), f"T={T}")]
 
 
-def attention_backward_plan(version, B, L, D, block_size=None):
+def attention_backward_plan(version, B, Lq, Lk, D, block_size=None):
+    """dq (B, Lq, D) from blocks of query rows, dk and dv (B, Lk, D) from blocks of key rows."""
     if version == 1:
         bs = block_size or 256
         t = f"{bs} threads"
-        return [_l("attention_dv_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t),
-                _l("attention_dp_kernel1", (_cdiv(B * L * L, bs),), (bs,), tile=t),
-                _l("attention_softmax_backward_kernel1", (_cdiv(B * L, bs),), (bs,), tile=t),
-                _l("attention_dq_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t),
-                _l("attention_dk_kernel1", (_cdiv(B * L * D, bs),), (bs,), tile=t)]
+        return [_l("attention_dv_kernel1", (_cdiv(B * Lk * D, bs),), (bs,), tile=t),
+                _l("attention_dp_kernel1", (_cdiv(B * Lq * Lk, bs),), (bs,), tile=t),
+                _l("attention_softmax_backward_kernel1", (_cdiv(B * Lq, bs),), (bs,), tile=t),
+                _l("attention_dq_kernel1", (_cdiv(B * Lq * D, bs),), (bs,), tile=t),
+                _l("attention_dk_kernel1", (_cdiv(B * Lk * D, bs),), (bs,), tile=t)]
     if version == 3:
-        bq = block_size or _v3_tile(L, D, _dkdv3_floats)
-        bkv = block_size or _v3_tile(L, D, _dq3_floats)
-        g = (_cdiv(L, V3_ATTENTION_ROWS), B)
-        return [_l("attention_backward_preprocess_kernel2", (_cdiv(B * L, 256),), (256,), tile="256 threads"),
-                _l("attention_backward_dkdv_kernel3", g, (V3_ATTENTION_THREADS,), 4 * _dkdv3_floats(bq, D),
-                   f"32 keys x {bq} queries"),
-                _l("attention_backward_dq_kernel3", g, (V3_ATTENTION_THREADS,), 4 * _dq3_floats(bkv, D),
-                   f"32 queries x {bkv} keys")]
-    T1 = block_size or attention_tile(L, D, _dkdv_floats)
-    T2 = block_size or attention_tile(L, D, _dq_floats)
-    return [_l("attention_backward_preprocess_kernel2", (_cdiv(B * L, 256),), (256,), tile="256 threads"),
-            _l("attention_backward_dkdv_kernel2", (_cdiv(L, T1), B), (T1,), 4 * _dkdv_floats(T1, D), f"T={T1}"),
-            _l("attention_backward_dq_kernel2", (_cdiv(L, T2), B), (T2,), 4 * _dq_floats(T2, D), f"T={T2}")]
+        bq, bkv = _v3_backward_tiles(Lq, Lk, D, block_size)
+        return [_l("attention_backward_preprocess_kernel2", (_cdiv(B * Lq, 256),), (256,), tile="256 threads"),
+                _l("attention_backward_dkdv_kernel3", (_cdiv(Lk, V3_ATTENTION_ROWS), B), (V3_ATTENTION_THREADS,),
+                   4 * _dkdv3_floats(bq, D), f"32 keys x {bq} queries"),
+                _l("attention_backward_dq_kernel3", (_cdiv(Lq, V3_ATTENTION_ROWS), B), (V3_ATTENTION_THREADS,),
+                   4 * _dq3_floats(bkv, D), f"32 queries x {bkv} keys")]
+    T1 = block_size or attention_tile(Lk, D, _dkdv_floats)          # a thread per key row
+    T2 = block_size or attention_tile(Lq, D, _dq_floats)            # a thread per query row
+    return [_l("attention_backward_preprocess_kernel2", (_cdiv(B * Lq, 256),), (256,), tile="256 threads"),
+            _l("attention_backward_dkdv_kernel2", (_cdiv(Lk, T1), B), (T1,), 4 * _dkdv_floats(T1, D), f"T={T1}"),
+            _l("attention_backward_dq_kernel2", (_cdiv(Lq, T2), B), (T2,), 4 * _dq_floats(T2, D), f"T={T2}")]
+
+
+def _v3_backward_tiles(Lq, Lk, D, block_size=None):
+    """Version 3's backward tiles: (bq, the query tile of dkdv; bkv, the key tile of dq)."""
+    return block_size or _v3_tile(Lq, D, _dkdv3_floats), block_size or _v3_tile(Lk, D, _dq3_floats)
+
+
+def attention_dims(shape):
+    """A harness attention shape, (B, L, D) for self-attention or (B, Lq, Lk, D), as (B, Lq, Lk, D)."""
+    if len(shape) == 3:
+        B, L, D = shape
+        return B, L, L, D
+    B, Lq, Lk, D = shape
+    return B, Lq, Lk, D
 
 
 def conv_dims(shape):
@@ -236,12 +253,13 @@ def conv_dims(shape):
 
 
 def plan(op: str, version: int, shape, block_size=None):
-    """The launches of one operation at one harness shape ((N, C, H, W, K, R, stride, pad) or (B, L, D))."""
+    """The launches of one operation at one harness shape ((N, C, H, W, K, R, stride, pad), or
+    (B, L, D) or (B, Lq, Lk, D) for attention)."""
     if op.startswith("attention"):
-        B, L, D = shape
+        dims = attention_dims(shape)
         if op == "attention_forward":
-            return attention_forward_plan(version, B, L, D, block_size)
-        return attention_backward_plan(version, B, L, D, block_size)
+            return attention_forward_plan(version, *dims, block_size)
+        return attention_backward_plan(version, *dims, block_size)
     dims = conv_dims(shape)
     return {"conv2d_forward": conv2d_forward_plan, "conv2d_backward_data": conv2d_backward_data_plan,
             "conv2d_backward_weight": conv2d_backward_weight_plan}[op](version, dims, block_size)
@@ -305,43 +323,47 @@ def launch_conv2d_backward_weight(mod, version, x, dy, dw, db, stride, pad, bloc
 
 
 def launch_attention_forward(mod, version, q, k, v, o, scale, xp, block_size=None):
-    """Returns what the backward pass of the same version needs: P (version 1) or logsumexp (2)."""
-    B, L, D = q.shape
+    """q, o (B, Lq, D); k, v (B, Lk, D). Returns what the backward pass of the same version needs:
+    P (B, Lq, Lk) (version 1) or the logsumexp (B, Lq) (versions 2 and 3)."""
+    B, Lq, D = q.shape
+    Lk = k.shape[1]
     scale = np.float32(scale)
-    p = attention_forward_plan(version, B, L, D, block_size)
+    p = attention_forward_plan(version, B, Lq, Lk, D, block_size)
     check_plan(p)
     if version == 1:
-        s = xp.empty((B, L, L), dtype=np.float32)
-        probs = xp.empty((B, L, L), dtype=np.float32)
-        _run(mod, p, [(q, k, s) + _i32(B, L, D) + (scale,), (s, probs) + _i32(B, L),
-                      (probs, v, o) + _i32(B, L, D)])
+        s = xp.empty((B, Lq, Lk), dtype=np.float32)
+        probs = xp.empty((B, Lq, Lk), dtype=np.float32)
+        _run(mod, p, [(q, k, s) + _i32(B, Lq, Lk, D) + (scale,), (s, probs) + _i32(B, Lq, Lk),
+                      (probs, v, o) + _i32(B, Lq, Lk, D)])
         return probs
-    lse = xp.empty((B, L), dtype=np.float32)
-    extra = _i32(block_size or attention_key_tile(L, D)) if version == 3 else ()
-    _run(mod, p, [(q, k, v, o, lse) + _i32(B, L, D) + (scale,) + extra])
+    lse = xp.empty((B, Lq), dtype=np.float32)
+    extra = _i32(block_size or attention_key_tile(Lk, D)) if version == 3 else ()
+    _run(mod, p, [(q, k, v, o, lse) + _i32(B, Lq, Lk, D) + (scale,) + extra])
     return lse
 
 
 def launch_attention_backward(mod, version, saved, q, k, v, o, dout, dq, dk, dv, scale, xp, block_size=None):
-    """`saved` is what launch_attention_forward returned for the same version."""
-    B, L, D = q.shape
+    """`saved` is what launch_attention_forward returned for the same version. q, o, dout, dq
+    (B, Lq, D); k, v, dk, dv (B, Lk, D)."""
+    B, Lq, D = q.shape
+    Lk = k.shape[1]
     scale = np.float32(scale)
-    p = attention_backward_plan(version, B, L, D, block_size)
+    p = attention_backward_plan(version, B, Lq, Lk, D, block_size)
     check_plan(p)
     if version == 1:
         probs = saved
-        dp = xp.empty((B, L, L), dtype=np.float32)
-        ds = xp.empty((B, L, L), dtype=np.float32)
-        _run(mod, p, [(probs, dout, dv) + _i32(B, L, D), (dout, v, dp) + _i32(B, L, D),
-                      (probs, dp, ds) + _i32(B, L) + (scale,), (ds, k, dq) + _i32(B, L, D),
-                      (ds, q, dk) + _i32(B, L, D)])
+        dp = xp.empty((B, Lq, Lk), dtype=np.float32)
+        ds = xp.empty((B, Lq, Lk), dtype=np.float32)
+        dims = _i32(B, Lq, Lk, D)
+        _run(mod, p, [(probs, dout, dv) + dims, (dout, v, dp) + dims,
+                      (probs, dp, ds) + _i32(B, Lq, Lk) + (scale,), (ds, k, dq) + dims, (ds, q, dk) + dims])
         return
     lse = saved
-    delta = xp.empty((B, L), dtype=np.float32)
-    tail = _i32(B, L, D) + (scale,)
+    delta = xp.empty((B, Lq), dtype=np.float32)
+    tail = _i32(B, Lq, Lk, D) + (scale,)
     tail1 = tail2 = tail
     if version == 3:
-        tail1 = tail + _i32(block_size or _v3_tile(L, D, _dkdv3_floats))
-        tail2 = tail + _i32(block_size or _v3_tile(L, D, _dq3_floats))
-    _run(mod, p, [(o, dout, delta) + _i32(B, L, D), (q, k, v, dout, lse, delta, dk, dv) + tail1,
+        bq, bkv = _v3_backward_tiles(Lq, Lk, D, block_size)
+        tail1, tail2 = tail + _i32(bq), tail + _i32(bkv)
+    _run(mod, p, [(o, dout, delta) + _i32(B, Lq, D), (q, k, v, dout, lse, delta, dk, dv) + tail1,
                   (q, k, v, dout, lse, delta, dq) + tail2])

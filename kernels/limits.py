@@ -35,12 +35,12 @@ REGISTERS = {
     "conv2d_backward_weight_kernel1": 32, "conv2d_backward_weight_kernel2": 32, "conv2d_backward_weight_kernel3": 62,
     "conv2d_backward_bias_kernel1": 31, "conv2d_backward_bias_kernel2": 18, "conv2d_backward_bias_kernel3": 19,
     "conv2d_backward_reduce_kernel3": 32,
-    "attention_scores_kernel1": 32, "attention_softmax_kernel1": 31, "attention_value_kernel1": 32,
-    "attention_forward_kernel2": 40, "attention_forward_kernel3": 72,
-    "attention_dv_kernel1": 32, "attention_dp_kernel1": 32, "attention_softmax_backward_kernel1": 32,
+    "attention_scores_kernel1": 31, "attention_softmax_kernel1": 31, "attention_value_kernel1": 32,
+    "attention_forward_kernel2": 40, "attention_forward_kernel3": 71,
+    "attention_dv_kernel1": 32, "attention_dp_kernel1": 31, "attention_softmax_backward_kernel1": 32,
     "attention_dq_kernel1": 32, "attention_dk_kernel1": 32,
     "attention_backward_preprocess_kernel2": 32, "attention_backward_dkdv_kernel2": 32,
-    "attention_backward_dq_kernel2": 38, "attention_backward_dkdv_kernel3": 96, "attention_backward_dq_kernel3": 72,
+    "attention_backward_dq_kernel2": 32, "attention_backward_dkdv_kernel3": 96, "attention_backward_dq_kernel3": 72,
 }
 # ... and static shared memory in bytes (kernels not listed have none).
 STATIC_SHARED = {

@@ -5,7 +5,7 @@
     y, cache = ops.conv2d_forward(x, w, b=None, stride=1, padding=0)
     dx, dw, db = ops.conv2d_backward(dy, cache)          # db is None when b was None
     o, cache = ops.attention_forward(q, k, v)            # softmax(q k^T / sqrt(D)) v
-    dq, dk, dv = ops.attention_backward(do, cache)
+    dq, dk, dv = ops.attention_backward(do, cache)       # q (B, Lq, D); k, v (B, Lk, D): Lk may differ
 
 Rules (checked before any launch, ValueError otherwise):
 * dtype: the kernels are float32 only. float64 input raises (use ddpm_ref.nn for float64, e.g.
@@ -13,7 +13,9 @@ Rules (checked before any launch, ValueError otherwise):
 * layout: any memory layout is accepted and copied to C-contiguous first (the U-Net passes
   strided views, e.g. q = qkv[..., :C]). The kernels themselves take only C-contiguous arrays
   (their launch raises otherwise). Outputs are C-contiguous.
-* shapes as in ddpm_ref.nn; every array must have fewer than 2**31 elements (32-bit indices).
+* shapes as in ddpm_ref.nn (attention: q (B, Lq, D), k and v (B, Lk, D), the lengths may differ, as in
+  cross-attention); every array must have fewer than 2**31 elements (32-bit indices), and so must
+  attention's (B, Lq, Lk) scores (version 1 stores them; every version indexes them).
 * launch limits (threads, grid.y <= 65535, shared memory, registers): every launch is planned
   and checked first (kernels/launch.py, kernels/limits.py); a ValueError names the kernel, the
   tile and the limit, e.g. attention with a batch B > 65535 (B is grid.y).
@@ -139,35 +141,43 @@ class KernelOps:
     # -- attention ----------------------------------------------------------------------------
 
     def attention_forward(self, q, k, v):
-        """o = softmax(q k^T / sqrt(D)) v (see kernels/attention_forward.cu). Returns ``(o, cache)``."""
+        """o = softmax(q k^T / sqrt(D)) v (see kernels/attention_forward.cu). q (B, Lq, D), k and v
+        (B, Lk, D): Lq = Lk for self-attention, not for cross-attention. Returns ``(o (B, Lq, D), cache)``."""
         q, k, v = self._input("q", q, 3), self._input("k", k, 3), self._input("v", v, 3)
-        if q.shape != k.shape or q.shape != v.shape:
-            raise ValueError(f"q, k, v must have the same shape (B, L, D); got {tuple(q.shape)}, "
-                             f"{tuple(k.shape)}, {tuple(v.shape)}")
-        B, L, D = q.shape
+        if k.shape != v.shape:
+            raise ValueError(f"k and v must have the same shape (B, Lk, D): one value per key; got k "
+                             f"{tuple(k.shape)}, v {tuple(v.shape)}")
+        if k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
+            raise ValueError(f"k, v (B, Lk, D) must have q's batch size B and feature count D, q being "
+                             f"(B, Lq, D); got q {tuple(q.shape)}, k {tuple(k.shape)} (Lq and Lk may differ)")
+        B, Lq, D = q.shape
+        Lk = k.shape[1]
         if D == 0:
             raise ValueError(f"q, k, v need at least one feature (D >= 1), got shape {tuple(q.shape)}")
-        if B * L * L >= INT32_LIMIT:
-            raise ValueError("B*L*L must be < 2**31 (32-bit indices)")
+        if Lk == 0 and Lq > 0:
+            raise ValueError(f"k and v need at least one key (Lk >= 1) for the {Lq} queries of q: a softmax "
+                             f"over no keys is undefined; got k {tuple(k.shape)}")
+        if B * Lq * Lk >= INT32_LIMIT:
+            raise ValueError(f"B*Lq*Lk = {B * Lq * Lk} scores must be < 2**31 (32-bit indices)")
         scale = 1.0 / math.sqrt(D)
         o = self._empty(q.shape)
         version = self.versions["attention_forward"]
         # the backward pass's launches too, so that a shape it cannot run fails here, not after the forward
-        check_plan(attention_forward_plan(version, B, L, D)
-                   + attention_backward_plan(self.versions["attention_backward"], B, L, D))
+        check_plan(attention_forward_plan(version, B, Lq, Lk, D)
+                   + attention_backward_plan(self.versions["attention_backward"], B, Lq, Lk, D))
         saved = launch_attention_forward(self._modules("attention_forward"), version, q, k, v, o, scale, self._xp)
         cache = {"op": "attention_kernels", "ops": self, "version": version, "q": q, "k": k, "v": v, "o": o,
                  "saved": saved, "scale": scale}
         return o, cache
 
     def attention_backward(self, do, cache):
-        """Returns ``(dq, dk, dv)``."""
+        """Returns ``(dq (B, Lq, D), dk (B, Lk, D), dv (B, Lk, D))``."""
         self._check_cache(cache, "attention")
-        q = cache["q"]
+        q, k = cache["q"], cache["k"]
         do = self._input("do", do, 3)
         if do.shape != q.shape:
             raise ValueError(f"do must have the output's shape {tuple(q.shape)}, got {tuple(do.shape)}")
-        dq, dk, dv = self._empty(q.shape), self._empty(q.shape), self._empty(q.shape)
+        dq, dk, dv = self._empty(q.shape), self._empty(k.shape), self._empty(k.shape)
         launch_attention_backward(self._modules("attention_backward"), self.versions["attention_backward"],
                                   cache["saved"],
                                   q, cache["k"], cache["v"], cache["o"], do, dq, dk, dv, cache["scale"], self._xp)

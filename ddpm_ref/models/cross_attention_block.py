@@ -38,15 +38,19 @@ def init_cross_attention(p, name, c, ctx_dim, rng, dtype, attn_dim=None):
     p[f"{name}.o.b"] = variance_scaling(rng, (c,), 0.0, dtype)
 
 
-def cross_attention_block_forward(p, name, x, ctx, *, groups, heads=1):
-    """x (N, C, H, W), ctx (N, M, E) -> x + CrossAttention(GN(x) tokens, ctx) as (N, C, H, W), cache."""
+def cross_attention_block_forward(p, name, x, ctx, *, groups, heads=1, ops=None):
+    """x (N, C, H, W), ctx (N, M, E) -> x + CrossAttention(GN(x) tokens, ctx) as (N, C, H, W), cache.
+
+    ``ops``: computes the attention of the H·W pixel queries against the M context keys (None: the
+    NumPy reference; ``kernels.get_ops(...)``: the CUDA attention kernels, float32).
+    """
     N, C, H, W = x.shape
     if ctx.ndim != 3 or ctx.shape[0] != N:
         raise ValueError(f"ctx must have shape (N, M, E) with N = {N} (one context per image), got {tuple(ctx.shape)}")
     h, c_norm = nn.groupnorm_forward(x, p[f"{name}.norm.gamma"], p[f"{name}.norm.beta"], groups)
     tokens = h.transpose(0, 2, 3, 1).reshape(N, H * W, C)               # one query per pixel
     o, c_attn = cross_attention_forward(tokens, ctx, p[f"{name}.q.w"], p[f"{name}.k.w"], p[f"{name}.v.w"],
-                                        p[f"{name}.o.w"], p[f"{name}.o.b"], heads)
+                                        p[f"{name}.o.w"], p[f"{name}.o.b"], heads, ops=ops)
     return x + o.reshape(N, H, W, C).transpose(0, 3, 1, 2), {"norm": c_norm, "attn": c_attn}
 
 

@@ -51,7 +51,8 @@ class Ops(Protocol):
         """``(dx, dw, db)``, see ``ddpm_ref.nn.conv.conv2d_backward``."""
 
     def attention_forward(self, q, k, v):
-        """``(o, cache)``: o = softmax(q kᵀ/√D) v, see ``ddpm_ref.nn.attention.attention_forward``."""
+        """``(o, cache)``: o = softmax(q kᵀ/√D) v, q (B, Lq, D), k and v (B, Lk, D) (Lq ≠ Lk in
+        cross-attention), see ``ddpm_ref.nn.attention.attention_forward``."""
 
     def attention_backward(self, do, cache):
         """``(dq, dk, dv)``, see ``ddpm_ref.nn.attention.attention_backward``."""

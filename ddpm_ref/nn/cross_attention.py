@@ -15,6 +15,13 @@ answer. L and M differ, and so do the widths C and E.
 with H heads of width d = D/H (Vaswani et al. 2017, eqs. 1 and sec. 3.2.2). Stable Diffusion has
 no biases on Q, K, V and one on the output; so does this layer.
 
+Each head is single-head attention with queries and keys of different lengths, L and M: the
+heads are split into the batch axis, (B·H, L, d) queries against (B·H, M, d) keys and values, and
+one call to ``ops.attention_forward`` computes them all (``ops.attention_backward`` on the way
+back). ``ops`` is the NumPy reference by default (``ddpm_ref.nn.attention``); with
+``ops=kernels.get_ops(...)`` the same CUDA kernels as the U-Net's self-attention compute it, in
+the emulator or on a GPU (float32). The projections stay in NumPy.
+
 Backward (per head, P the (L, M) attention matrix, S its logits):
 
 .. math::
@@ -28,10 +35,8 @@ dW_q = dQᵀx, dW_k = dKᵀc, dW_v = dVᵀc, dW_o = d(out)ᵀ·heads, db_o = Σ 
 
 from __future__ import annotations
 
-import math
-
 from ddpm_ref.nn._validate import check_cache, check_float, check_nonneg_int
-from ddpm_ref.nn.attention import softmax
+from ddpm_ref.nn.backend import numpy_ops
 from ddpm_ref.nn.linear import linear_backward, linear_forward
 
 __all__ = ["cross_attention_forward", "cross_attention_backward"]
@@ -74,36 +79,40 @@ def _merge(a, heads):
     return a.reshape(BH // heads, heads, T, d).transpose(0, 2, 1, 3).reshape(BH // heads, T, heads * d)
 
 
-def cross_attention_forward(x, ctx, wq, wk, wv, wo, bo=None, heads: int = 1):
-    """out = MultiHead(Q = x W_qᵀ, K = c W_kᵀ, V = c W_vᵀ) W_oᵀ + b_o. Returns ``(out (B, L, C), cache)``."""
+def cross_attention_forward(x, ctx, wq, wk, wv, wo, bo=None, heads: int = 1, *, ops=None):
+    """out = MultiHead(Q = x W_qᵀ, K = c W_kᵀ, V = c W_vᵀ) W_oᵀ + b_o. Returns ``(out (B, L, C), cache)``.
+
+    ``ops``: what computes each head's softmax(Q_h K_hᵀ/√d) V_h (an ops object, see
+    ``ddpm_ref.nn.backend.Ops``); None is the NumPy reference, ``kernels.get_ops(...)`` the CUDA kernels.
+    ``cache["p"]`` is the attention matrix P (B·H, L, M) for a figure or a check, when ``ops`` keeps
+    it (the NumPy reference does); None otherwise (the kernels keep their own cache, ``cache["attention"]``).
+    """
     heads = _check_args(x, ctx, wq, wk, wv, wo, bo, heads)
+    ops = numpy_ops() if ops is None else ops
     q, cq = linear_forward(x, wq)                       # Q = x W_qᵀ        (B, L, D)
     k, ck = linear_forward(ctx, wk)                     # K = c W_kᵀ        (B, M, D)
     v, cv = linear_forward(ctx, wv)                     # V = c W_vᵀ        (B, M, D)
-    qh, kh, vh = _split(q, heads), _split(k, heads), _split(v, heads)
-    scale = x.dtype.type(1.0 / math.sqrt(qh.shape[-1]))
-    p = softmax((qh @ kh.transpose(0, 2, 1)) * scale, axis=-1)   # P = softmax(Q Kᵀ/√d), (B·H, L, M)
-    o = _merge(p @ vh, heads)                           # [head_1 | ... | head_H], (B, L, D)
+    qh, kh, vh = _split(q, heads), _split(k, heads), _split(v, heads)   # (B·H, L, d), (B·H, M, d) twice
+    oh, c_att = ops.attention_forward(qh, kh, vh)       # head_h = softmax(Q_h K_hᵀ/√d) V_h, (B·H, L, d)
+    o = _merge(oh, heads)                               # [head_1 | ... | head_H], (B, L, D)
     out, co = linear_forward(o, wo, bo)                 # out = o W_oᵀ + b_o
-    cache = {"op": "cross_attention", "q": qh, "k": kh, "v": vh, "p": p, "scale": scale, "heads": heads,
-             "linear_q": cq, "linear_k": ck, "linear_v": cv, "linear_o": co, "out_shape": out.shape}
+    cache = {"op": "cross_attention", "ops": ops, "attention": c_att, "p": c_att.get("p"), "heads": heads,
+             "dtype": x.dtype, "linear_q": cq, "linear_k": ck, "linear_v": cv, "linear_o": co,
+             "out_shape": out.shape}
     return out, cache
 
 
 def cross_attention_backward(dout, cache):
     """Returns ``(dx, dctx, dwq, dwk, dwv, dwo, dbo)``; dbo is None when bo was None."""
-    check_cache("cross_attention_backward", cache, "cross_attention")
-    q, k, v, p, scale, heads = cache["q"], cache["k"], cache["v"], cache["p"], cache["scale"], cache["heads"]
-    check_float("dout", dout, ndim=3, dtype=q.dtype)
+    check_cache("cross_attention_backward", cache, "cross_attention",
+                ("ops", "attention", "heads", "dtype", "linear_q", "linear_k", "linear_v", "linear_o", "out_shape"))
+    heads = cache["heads"]
+    check_float("dout", dout, ndim=3, dtype=cache["dtype"])
     if tuple(dout.shape) != tuple(cache["out_shape"]):
         raise ValueError(f"dout must have the output's shape {tuple(cache['out_shape'])}, got {tuple(dout.shape)}")
     do, dwo, dbo = linear_backward(dout, cache["linear_o"])          # through W_o, b_o
-    do = _split(do, heads)
-    dv = p.transpose(0, 2, 1) @ do                                    # o = P V, through V
-    dp = do @ v.transpose(0, 2, 1)                                    # ... and through P
-    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))              # softmax backward
-    ds *= scale                                                       # S = Q Kᵀ/√d
-    dq, dk = ds @ k, ds.transpose(0, 2, 1) @ q
+    # per head: dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − Σ_keys dP ⊙ P), dQ = dS K/√d, dK = dSᵀ Q/√d
+    dq, dk, dv = cache["ops"].attention_backward(_split(do, heads), cache["attention"])
     dx, dwq, _ = linear_backward(_merge(dq, heads), cache["linear_q"])   # x reaches Q
     dctx_k, dwk, _ = linear_backward(_merge(dk, heads), cache["linear_k"])   # the context reaches K ...
     dctx_v, dwv, _ = linear_backward(_merge(dv, heads), cache["linear_v"])   # ... and V

@@ -17,6 +17,9 @@ def test_plan_covers_every_version_at_the_unets_shapes(plan):
     shapes = {s for op, _, s, _ in plan.validate if op == "conv2d_forward"}
     assert (128, 128, 4, 4, 64, 3, 1, 1) in shapes and (128, 64, 5, 5, 64, 2, 1, 0) in shapes  # demo net, batch 128
     assert (32, 64, 128) in {s for op, _, s, _ in plan.validate if op == "attention_forward"}  # wider net
+    for op in ("attention_forward", "attention_backward"):     # cross-attention: Lq = 16 pixels, Lk = 4 tokens
+        assert {(op, v) for op_, v, s, _ in plan.validate if op_ == op and s == (128, 16, 4, 32)} == \
+            {(op, v) for v in VERSIONS[op]}
 
 
 def test_plan_tries_only_tiles_that_fit(plan):

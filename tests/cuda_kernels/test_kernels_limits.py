@@ -41,8 +41,8 @@ def test_ops_default_tiles_always_fit():
 
 def test_batch_over_65535_is_rejected_by_name():
     with pytest.raises(ValueError, match=r"attention_forward_kernel2 with tile T=\d+ .*grid\.y = 65536 .*65535"):
-        launch.check_plan(launch.attention_forward_plan(2, 65536, 3, 4))
-    launch.check_plan(launch.attention_forward_plan(2, 65535, 3, 4))    # the limit itself is allowed
+        launch.check_plan(launch.attention_forward_plan(2, 65536, 3, 3, 4))
+    launch.check_plan(launch.attention_forward_plan(2, 65535, 3, 3, 4))    # the limit itself is allowed
 
 
 def test_too_many_threads_is_rejected_by_name():

@@ -3,8 +3,10 @@ passes correct kernels and fails planted bugs, at the U-Net's real shapes.
 
 Each planted bug is a one-line change of a real kernel file, built in the emulator: a dropped
 filter tap, a dropped last column, a dropped last pixel of the sum over pixels, a softmax scale
-0.1% off. They are the kind of error a flat tolerance either hides (when the outputs are small)
-or drowns in false alarms (when it is tight enough to see them).
+0.1% off, and, at cross-attention shapes (B, Lq, Lk, D), a length mixed up: the query count Lq
+where the key count Lk belongs, or the reverse (invisible at self-attention shapes, Lq = Lk).
+They are the kind of error a flat tolerance either hides (when the outputs are small) or drowns in
+false alarms (when it is tight enough to see them).
 """
 
 import numpy as np
@@ -13,8 +15,8 @@ import pytest
 from kernels import harness, load_module, source_path
 from kernels.emulator import EmulatedModule
 
-# op, version, shape (N, C, H, W, K, R, stride, pad) or (B, L, D) from the demo U-Net, the text to
-# replace in the op's .cu file, and its buggy replacement
+# op, version, shape (N, C, H, W, K, R, stride, pad) or (B, L, D) from the demo U-Net, or
+# (B, Lq, Lk, D) for cross-attention, the text to replace in the op's .cu file, and its buggy replacement
 PLANTED = {
     "conv_fwd_v2_drops_last_tap": ("conv2d_forward", 2, (1, 64, 8, 8, 32, 3, 1, 1),
                                    "(k < K && e0 + tx < CRS)", "(k < K && e0 + tx < CRS - 1)"),
@@ -41,6 +43,16 @@ PLANTED = {
     "attn_bwd_v2_dq_scale_off_by_0.1%": ("attention_backward", 2, (1, 16, 64),
                                          "float ds = p * (dp - my_delta) * scale;",
                                          "float ds = p * (dp - my_delta) * scale * 1.001f;"),
+    # cross-attention: Lq where Lk belongs. 7 queries, 9 keys in one tile of 16: keys 7 and 8 dropped
+    "attn_fwd_v3_key_tile_ends_at_Lq": ("attention_forward", 3, (2, 7, 9, 8),
+                                        "const int nk = min(bkv, Lk - j0);", "const int nk = min(bkv, Lq - j0);"),
+    # ... the keys of sequence b read at row b*Lq (within the array: Lq < Lk), i.e. sequence 1 reads sequence 0's
+    "attn_scores_v1_key_rows_at_b_times_Lq": ("attention_forward", 1, (2, 3, 7, 5),
+                                              "* k[(b * Lk + j) * D + d];", "* k[(b * Lq + j) * D + d];"),
+    # ... and Lk where Lq belongs: the U-Net's 16 pixels and 4 tokens, dk/dv summed over 4 queries of 16
+    "attn_dkdv_v2_query_loop_ends_at_Lk": ("attention_backward", 2, (2, 16, 4, 32),
+                                           "for (int i0 = 0; i0 < Lq; i0 += T) {",
+                                           "for (int i0 = 0; i0 < Lk; i0 += T) {"),
 }
 
 

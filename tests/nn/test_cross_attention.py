@@ -1,4 +1,4 @@
-"""cross_attention_forward / _backward: finite differences, PyTorch autograd, invariants, bad input.
+"""cross_attention_forward / _backward: finite differences, PyTorch autograd, invariants, the ops it calls, bad input.
 
 Shapes are odd on purpose: image tokens L, context tokens M, widths C (image), E (context) and D
 (attention) all differ, and D/heads is odd where it can be.
@@ -76,6 +76,43 @@ def test_no_bias_float32_and_context_permutation(rng):
     assert out32.dtype == np.float32 and all(g is None or g.dtype == np.float32
                                              for g in cross_attention_backward(np.ones_like(out32), c32))
     np.testing.assert_allclose(out32, out, rtol=1e-4, atol=1e-4)
+
+
+class SpyOps:
+    """The NumPy reference ops, recording the shapes of each attention call and the caches it gave."""
+
+    def __init__(self):
+        from ddpm_ref.nn.backend import numpy_ops
+
+        self.base, self.calls, self.caches = numpy_ops(), [], []
+
+    def attention_forward(self, q, k, v):
+        self.calls.append(("forward", q.shape, k.shape, v.shape))
+        o, cache = self.base.attention_forward(q, k, v)
+        self.caches.append(cache)
+        return o, cache
+
+    def attention_backward(self, do, cache):
+        self.calls.append(("backward", do.shape, any(cache is c for c in self.caches)))
+        return self.base.attention_backward(do, cache)
+
+
+def test_heads_go_through_the_ops_attention(rng):
+    """One ops.attention_forward call for all heads: (B·H, L, d) queries against (B·H, M, d) keys and
+    values; the backward pass hands the same cache to ops.attention_backward; the results are those
+    of the default (ops=None), to the bit."""
+    x, ctx, wq, wk, wv, wo, bo, heads = _inputs((2, 5, 3, 6, 7, 4, 2), rng)
+    spy = SpyOps()
+    out, cache = cross_attention_forward(x, ctx, wq, wk, wv, wo, bo, heads, ops=spy)
+    G = rng.standard_normal(out.shape)
+    grads = cross_attention_backward(G, cache)
+    assert spy.calls == [("forward", (4, 5, 2), (4, 3, 2), (4, 3, 2)), ("backward", (4, 5, 2), True)]
+    out_ref, cache_ref = cross_attention_forward(x, ctx, wq, wk, wv, wo, bo, heads)
+    np.testing.assert_array_equal(out, out_ref)
+    for g, g_ref in zip(grads, cross_attention_backward(G, cache_ref)):
+        np.testing.assert_array_equal(g, g_ref)
+    assert cache_ref["p"].shape == (4, 5, 3)                   # P (B·H, L, M), kept for figures
+    np.testing.assert_allclose(cache_ref["p"].sum(-1), 1.0, rtol=1e-14)
 
 
 def test_bad_shapes_name_the_argument(rng):

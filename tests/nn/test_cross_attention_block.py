@@ -48,6 +48,19 @@ def test_block_starts_as_the_identity(rng):
     np.testing.assert_array_equal(out, x)
 
 
+def test_block_passes_ops_through(rng):
+    """ops reaches the attention: the 3·5 = 15 pixels of each image ask the 3 tokens, in 2 heads of 3."""
+    from test_cross_attention import SpyOps
+
+    p, table, tokens, x = _setup(rng)
+    ctx, _ = token_embedding_forward(tokens, table)
+    spy = SpyOps()
+    out, cache = cross_attention_block_forward(p, "blk", x, ctx, groups=2, heads=2, ops=spy)
+    cross_attention_block_backward(np.ones_like(out), cache, "blk", {})
+    assert spy.calls == [("forward", (4, 15, 3), (4, 3, 3), (4, 3, 3)), ("backward", (4, 15, 3), True)]
+    np.testing.assert_array_equal(out, cross_attention_block_forward(p, "blk", x, ctx, groups=2, heads=2)[0])
+
+
 def test_bad_context_names_it(rng):
     p, table, tokens, x = _setup(rng)
     with pytest.raises(ValueError, match="ctx must"):

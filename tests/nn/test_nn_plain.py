@@ -100,6 +100,20 @@ def test_attention_plain_matches_fast(shape, rng):
         assert_close(name, g_plain, g_fast)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 1, 6, 2), (2, 3, 1, 3)])
+def test_attention_plain_matches_fast_with_keys_of_another_length(shape, rng):
+    """(B, Lq, Lk, D): the loops run over Lq queries and Lk keys, as the matrix products do."""
+    B, Lq, Lk, D = shape
+    q, k, v = rng.standard_normal((B, Lq, D)), rng.standard_normal((B, Lk, D)), rng.standard_normal((B, Lk, D))
+    o_plain, cache_plain = attention_forward_plain(q, k, v)
+    o_fast, cache_fast = attention_forward(q, k, v)
+    assert_close("o", o_plain, o_fast)
+    do = rng.standard_normal(q.shape)
+    grads = zip(("dq", "dk", "dv"), attention_backward_plain(do, cache_plain), attention_backward(do, cache_fast))
+    for name, g_plain, g_fast in grads:
+        assert_close(name, g_plain, g_fast)
+
+
 def test_float32_in_float32_out(rng):
     x, w, b, stride, padding = _conv_inputs(rng, CONV_CASES[1], True, np.float32)
     y, cache = conv2d_forward_plain(x, w, b, stride, padding)
