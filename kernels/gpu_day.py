@@ -41,14 +41,16 @@ NO_GPU = ("kernels.gpu_day: no GPU ({why}); nothing was run and kernels/RESULTS.
 
 
 def validation_shapes() -> dict:
-    """{op: [shapes]}: the U-Net's recorded shapes at batch 128, the wider net's attention, and bench_gpu's
-    (including its cross-attention shapes (B, Lq, Lk, D))."""
+    """{op: [shapes]}: the U-Net's recorded shapes at batch 128, the wider net's attention, the prompt
+    model's cross-attention, and bench_gpu's (including its cross-attention shapes (B, Lq, Lk, D))."""
     from kernels import bench_gpu
-    from kernels.unet_shapes import WIDER, unet_shapes
+    from kernels.unet_shapes import PROMPTS, WIDER, unet_shapes
 
     demo, wider = unet_shapes(batch=128), unet_shapes(batch=32, **WIDER)
+    prompts = unet_shapes(batch=128, **PROMPTS)["cross_attention"]          # the prompt model's pixels → tokens
     conv = sorted(set(demo["conv"]) | set(bench_gpu.CONV_SHAPES))
-    attention = sorted(set(demo["attention"]) | set(wider["attention"]) | set(bench_gpu.ATTENTION_SHAPES))
+    attention = sorted(set(demo["attention"]) | set(wider["attention"]) | set(prompts) | set(bench_gpu.ATTENTION_SHAPES),
+                       key=lambda s: (len(s), s))
     return {op: attention if harness.kind(op) == "attention" else conv for op in OPS}
 
 

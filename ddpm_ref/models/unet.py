@@ -372,7 +372,7 @@ class UNet:
                 case AttentionStep(name=name):
                     h, cache = attention_block_forward(h, p, name, groups=groups, ops=ops)
                 case CrossAttentionStep(name=name):                # every cross-attention reads c
-                    h, cache = cross_attention_block_forward(p, name, h, ctx, groups=groups)
+                    h, cache = cross_attention_block_forward(p, name, h, ctx, groups=groups, ops=ops)
                 case PushSkip():
                     skips.append(h)
                 case ConcatSkip():

@@ -17,7 +17,7 @@ import pytest
 
 import kernels
 from kernels import harness
-from kernels.unet_shapes import WIDER, unet_shapes
+from kernels.unet_shapes import PROMPTS, WIDER, unet_shapes
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,8 @@ def test_conv_at_unet_shapes(emulator, shape):
                    2 * tol[name])
 
 
-@pytest.mark.parametrize("shape", unet_shapes()["attention"] + unet_shapes(**WIDER)["attention"] + [(2, 37, 64)],
+@pytest.mark.parametrize("shape", unet_shapes()["attention"] + unet_shapes(**WIDER)["attention"] + [(2, 37, 64)]
+                         + unet_shapes(**PROMPTS)["cross_attention"],
                          ids=lambda s: "x".join(map(str, s)))
 def test_attention_at_unet_shapes(emulator, shape):
     inp = harness.make_inputs("attention_backward", shape, np.random.default_rng(sum(shape)))
@@ -106,3 +107,8 @@ def test_the_recorded_shapes_are_the_unets():
     assert {32, 64, 96, 128} <= channels and 1 in channels
     assert {(1, 16, 64)} == set(demo["attention"]) and {(1, 64, 128)} == set(wider["attention"])
     assert set(REPRESENTATIVE) <= set(demo["conv"])
+    # the prompt model (ddpm-ref train --prompts): 16 pixels of width 64 attend to 3 tokens, in 4 blocks
+    from ddpm_ref.prompts import PROMPT_LENGTH, PROMPT_VOCAB
+
+    assert PROMPTS["prompt_vocab"] == tuple(PROMPT_VOCAB) and PROMPTS["prompt_length"] == PROMPT_LENGTH
+    assert {(1, 16, 3, 64)} == set(unet_shapes(**PROMPTS)["cross_attention"]) and not demo["cross_attention"]

@@ -51,17 +51,25 @@ def test_ops_object_is_used(rng):
         UNet(**TINY, ops=object())
 
 
-def test_kernels_emulator_ops_plug_in(rng):
+@pytest.mark.parametrize("prompts", [False, True], ids=["labels", "prompts"])
+def test_kernels_emulator_ops_plug_in(rng, prompts):
     """The U-Net runs through ``kernels.get_ops("emulate")`` (the CUDA kernels' source on the
-    CPU) and agrees with the NumPy reference to float32 rounding, forward and gradients."""
+    CPU) and agrees with the NumPy reference to float32 rounding, forward and gradients; a U-Net
+    that reads prompts runs its cross-attention (16 pixels attending to 3 tokens) on the same kernels."""
+    from ddpm_ref.prompts import PROMPT_VOCAB, tokenize
+
     cfg = TINY | {"dtype": "float32", "attention_resolutions": (4,)}
+    kw = {}
+    if prompts:
+        cfg |= {"num_classes": None, "prompt_vocab": list(PROMPT_VOCAB), "prompt_length": 3, "context_dim": 8}
+        kw = {"tokens": tokenize("thick seven")[None]}
     ref, emu = UNet(**cfg), UNet(**cfg, ops=_emulated_ops())
     for v in ref.params.values():
         v += (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
     emu.load_params(ref.params)
     x = rng.standard_normal((1, 1, 8, 8)).astype(np.float32)
-    t, y = np.array([500]), np.array([2])
-    a, b = ref.forward(x, t, y), emu.forward(x, t, y)
+    t, y = np.array([500]), None if prompts else np.array([2])
+    a, b = ref.forward(x, t, y, **kw), emu.forward(x, t, y, **kw)
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
     G = rng.standard_normal(a.shape).astype(np.float32)
     ga, gb = ref.backward(G), emu.backward(G)
