@@ -2,8 +2,8 @@
 
 The figure needs the prompt model of ``ddpm-ref train --prompts --run-dir runs/prompts`` (the demo's
 U-Net reading prompts, ``ddpm_ref.train.PROMPT_CONFIG``), looked up next to the demo run: it is
-trained there first if missing (deterministic, about 10 minutes on 2 cores), so the figure is the
-same either way.
+trained there first if missing (deterministic; 3000 steps took 14 minutes on 2 cores shared with
+other jobs), so the figure is the same either way.
 """
 
 from __future__ import annotations
