@@ -37,7 +37,11 @@ def load_autoencoder(ae_run: str):
     if not os.path.exists(ae_run):
         raise ValueError(f"--autoencoder {ae_run} does not exist (train one: ddpm-ref train-autoencoder)")
     model, meta = load_model(ae_run)
-    if model.kind != "autoencoder" or "scale_factor" not in meta:
+    if model.kind == "autoencoder" and "scale_factor" not in meta:      # interrupted: fitted at the end
+        raise ValueError(f"{ae_run} is an unfinished autoencoder run (step {meta['step']} of "
+                         f"{meta['train'].get('steps', '?')}, no scale factor yet); finish it with "
+                         f"ddpm-ref train-autoencoder --resume --run-dir {ae_run}")
+    if model.kind != "autoencoder":
         raise ValueError(f"{ae_run} is not an autoencoder run (its model is a {model.kind!r}; "
                          "train one with ddpm-ref train-autoencoder)")
     return model, float(meta["scale_factor"])

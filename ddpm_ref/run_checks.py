@@ -1,7 +1,8 @@
 """What a training run checks before its first step: the model takes the data, the sizes fit in
 memory, and a resumed run changes only what may change.
 
-Layer: loop (used by ``ddpm_ref.train``, whose ``TrainConfig`` these functions read).
+Layer: loop (used by ``ddpm_ref.train``, whose ``TrainConfig`` these functions read, and by
+``ddpm_ref.train_extra``, whose runs' options are a dict: ``resume_config`` takes either).
 """
 
 from __future__ import annotations
@@ -25,22 +26,24 @@ def flag(field: str) -> str:
     return "--T" if field == "T" else "--" + field.replace("_", "-")
 
 
-def resume_config(saved, config) -> tuple:
-    """The configuration of a resumed run: ``saved``, with the fields of ``CHANGEABLE_ON_RESUME``
-    taken from ``config``. Returns it and one line per change; ValueError names any other field
-    that ``config`` would change."""
-    for f in dataclasses.fields(saved):
-        old, new = getattr(saved, f.name), getattr(config, f.name)
-        if f.name not in CHANGEABLE_ON_RESUME and old != new:
-            raise ValueError(f"--resume: {flag(f.name)} {new!r} differs from the saved run's {old!r}; "
-                             "a resumed run keeps its data, model and optimiser (start another --run-dir "
-                             "to change them)")
-    changes = {k: getattr(config, k) for k in CHANGEABLE_ON_RESUME}
-    notes = [f"resuming with {flag(k)} {v!r} (the saved run had {getattr(saved, k)!r})"
-             for k, v in changes.items() if v != getattr(saved, k)]
-    if changes["workers"] != saved.workers:
+def resume_config(saved, config, changeable=CHANGEABLE_ON_RESUME) -> tuple:
+    """The configuration of a resumed run: ``saved``, with the fields of ``changeable`` taken from
+    ``config``. Returns it and one line per change; ValueError names any other field that ``config``
+    would change. ``saved`` and ``config`` are two ``TrainConfig``s, or two dicts of options (the
+    classifier's and the autoencoder's runs, ``ddpm_ref.train_extra``: JSON values, lists not tuples)."""
+    as_dict = isinstance(saved, dict)
+    old, new = (saved, config) if as_dict else (dataclasses.asdict(saved), dataclasses.asdict(config))
+    for name in {**old, **new}:
+        if name not in changeable and old.get(name) != new.get(name):
+            raise ValueError(f"--resume: {flag(name)} {new.get(name)!r} differs from the saved run's "
+                             f"{old.get(name)!r}; a resumed run keeps its data, model and optimiser (start "
+                             "another --run-dir to change them)")
+    changes = {k: new[k] for k in changeable}
+    notes = [f"resuming with {flag(k)} {v!r} (the saved run had {old[k]!r})"
+             for k, v in changes.items() if v != old[k]]
+    if "workers" in changes and changes["workers"] != old["workers"]:
         notes.append("  (bits equal to an uninterrupted run need the same --workers: see README, determinism)")
-    return dataclasses.replace(saved, **changes), notes
+    return ({**saved, **changes} if as_dict else dataclasses.replace(saved, **changes)), notes
 
 
 def same_model(kind_config, saved: dict) -> bool:

@@ -3,41 +3,61 @@
 Layer: command line (imports anything below it; commands do not import each other).
 
     ddpm-ref train-classifier --run-dir runs/classifier            # 1500 steps on noised digits
+    ddpm-ref train-classifier --run-dir runs/classifier --resume   # continue it (after Ctrl-C, say)
     ddpm-ref sample --run-dir runs/demo --classifier runs/classifier --classifier-scale 3 --sampler ddim
 
 The classifier is trained on digits noised with the schedule and T given here; they must be the
 diffusion model's (the demo's: linear, T = 1000), and ``ddpm-ref sample --classifier`` refuses a
-classifier trained on another. Ctrl-C saves the run as it is.
+classifier trained on another.
+
+Ctrl-C (or SIGTERM, SIGHUP) saves a checkpoint at the end of the current step and exits with status
+130 (143, 129); ``--resume`` then continues exactly where it stopped (bit-identical to a run that was
+never interrupted). A second Ctrl-C stops at once without writing. ``--resume``: flags left out keep
+the saved values; ``--steps``, ``--checkpoint-every`` and ``--lr`` may change; any other flag that
+differs from the saved run is refused, naming it. A directory that already holds a run is refused
+without ``--resume`` or ``--overwrite``; one run directory takes one training process at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "train a noise-conditional digit classifier for classifier guidance (Dhariwal & Nichol 2021)"
+HELP = "train a noise-conditional digit classifier for classifier guidance (Dhariwal & Nichol 2021; --resume)"
+
+#: The flags that are options of ``train_classifier``. Their defaults are None so that --resume can
+#: tell a flag that was given from one that was not; a new run takes the function's defaults (in the help).
+OPTIONS = ("steps", "batch_size", "lr", "seed", "base_channels", "groups", "schedule", "T", "checkpoint_every")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", "--out", dest="run_dir", default="runs/classifier",
                         help="where the run goes (default: runs/classifier)")
-    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps (default: 1500)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default: 2e-3)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--base-channels", type=int, default=16)
-    parser.add_argument("--groups", type=int, default=4, help="GroupNorm groups (divides the channels)")
-    parser.add_argument("--schedule", default="linear", help="the diffusion model's noise schedule (default: linear)")
-    parser.add_argument("--T", type=int, default=1000, help="the diffusion model's T (default: 1000)")
-    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--steps", type=int, help="total optimiser steps (default: 1500; --resume: the saved run's)")
+    parser.add_argument("--batch-size", type=int, help="default: 64")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default: 2e-3)")
+    parser.add_argument("--seed", type=int, help="default: 0")
+    parser.add_argument("--base-channels", type=int, help="default: 16")
+    parser.add_argument("--groups", type=int, help="GroupNorm groups, dividing the channels (default: 4)")
+    parser.add_argument("--schedule", help="the diffusion model's noise schedule (default: linear)")
+    parser.add_argument("--T", type=int, help="the diffusion model's T (default: 1000)")
+    parser.add_argument("--checkpoint-every", type=int, help="default: 500 (0: at the end)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir: flags left out keep the saved values; only "
+                             "--steps, --checkpoint-every and --lr may change")
+    parser.add_argument("--overwrite", action="store_true", help="start a new run in a --run-dir that holds one")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
-    from ddpm_ref.train_extra import train_classifier
+    import inspect
 
-    _, loss, sec = train_classifier(args.run_dir, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                    seed=args.seed, base_channels=args.base_channels, groups=args.groups,
-                                    schedule=args.schedule, T=args.T, checkpoint_every=args.checkpoint_every,
+    from ddpm_ref.train_extra import saved_options, train_classifier
+
+    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    if args.resume:
+        options = {**saved_options(args.run_dir, "noisy_classifier"), **options}
+    _, loss, sec = train_classifier(args.run_dir, **options, resume=args.resume, overwrite=args.overwrite,
                                     progress=not args.no_progress)
-    print(f"step {args.steps}: cross-entropy {loss:.4f} (mean of the last steps), {sec:.1f} s; run in {args.run_dir}")
+    steps = options.get("steps", inspect.signature(train_classifier).parameters["steps"].default)
+    print(f"step {steps}: cross-entropy {loss:.4f} (mean of the last steps), {sec:.1f} s; run in {args.run_dir}")
     return 0
