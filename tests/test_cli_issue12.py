@@ -238,3 +238,24 @@ def test_bad_input_in_a_real_process(runs):
                         str(runs / "digits.npz"), "--mask", str(runs / "mask4.npz")],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("run", ["lat", "latprompt"])
+def test_evaluate_a_latent_run_scores_its_decoded_samples(runs, tmp_path, capsys, run):
+    """evaluate on a latent run: no bits/dim (said in one line), FDD and label accuracy of samples decoded to
+    8×8 digits; a prompt model's samples are drawn for the digit words."""
+    import json
+
+    from ddpm_ref.commands.evaluate import evaluate_run
+
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--run-dir", str(runs / run), "-n", "10", "--steps", "2", "--no-progress",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "bits/dim: not reported for a latent run" in text and "decoded from latents" in text
+    r = json.loads(out.read_text())
+    assert r["decoded"] is True and "bpd" not in r and r["n_samples"] == 10 and 0 <= r["accuracy_samples"] <= 1
+    assert ("prompts" in r) == (run == "latprompt")
+    model, meta = load_run(str(runs / run))
+    with pytest.raises(ValueError, match="bits/dim of a latent run"):
+        evaluate_run(model, meta, n=4, steps=2, decode=lambda z: z, progress=False)

@@ -12,6 +12,10 @@ untrained model, ε̂ = 0, which needs no network), then the FDD of
 uniform noise — and, for a class-conditional model, how often the classifier agrees with the
 label the sample was drawn for (a prompt model, ``train --prompts``: sample i is drawn for the
 prompt naming digit i mod 10, "zero" ... "nine"; its bits/dim use the null prompt).
+
+A latent run (``train --latent``) is scored on its samples decoded to digits, so its FDD and label
+accuracy compare with a pixel run's; its bits/dim are not reported: its bound is on the latents, not
+on the 8-bit pixels of the test digits (the decoder is not part of the diffusion model's likelihood).
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, ddpm_steps=None, guidance=0.0,
-                 seed=0, bpd=True, progress=True) -> dict:
+                 seed=0, bpd=True, progress=True, decode=None) -> dict:
+    """The numbers of ``ddpm-ref evaluate`` as a dict. ``decode``: for a latent run, latents → digits
+    (``ddpm_ref.latent.decode_latents``); the samples are decoded before they are scored, and ``bpd``
+    must be False (the bound would be on the latents)."""
     import numpy as np
 
     from ddpm_ref.data import load_digits_images
@@ -49,7 +56,10 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
     from ddpm_ref.schedules import make_schedule, rescale_zero_terminal_snr
 
     cfg = model.config
-    if cfg.get("image_size") != 8 or cfg.get("in_channels") != 1:
+    if decode is not None and bpd:
+        raise ValueError("bits/dim of a latent run would bound the likelihood of its latents, not of the test "
+                         "digits' pixels: evaluate it with bpd=False (--no-bpd)")
+    if decode is None and (cfg.get("image_size") != 8 or cfg.get("in_channels") != 1):
         raise ValueError("evaluate scores models of 8×8 grey-scale digits (a run trained with --data digits); "
                          f"this model takes {cfg.get('image_size') or 'point'} inputs")
     train_cfg = meta["train"]
@@ -73,7 +83,7 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
         out["prompts"] = list(DIGIT_WORDS)
     if guidance and y is None:
         raise ValueError("--guidance needs a class-conditional model; this one has no classes")
-    shape = (n, 1, 8, 8)
+    shape = (n, cfg["in_channels"], cfg["image_size"], cfg["image_size"])       # (n, 1, 8, 8), or latents
     if sampler == "ddpm" and ddpm_steps is not None and ddpm_steps < sched.T:
         x = sample_ddpm_respaced(eps, sched, shape, steps=ddpm_steps, rng=seed, y=y, guidance=guidance,
                                  progress=progress, prediction=prediction)
@@ -84,6 +94,9 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
     else:
         x = sample_ddim(eps, sched, shape, steps=steps, rng=seed, y=y, guidance=guidance, progress=progress,
                         prediction=prediction)
+    if decode is not None:
+        x = decode(x)                                                    # x̂ = D(z / s): digits
+        out["decoded"] = True
     out.update({"sampler": sampler if sampler.startswith("ddpm") else f"ddim{steps}", "guidance": guidance,
                 "fdd_samples": fdd(x), "n_samples": n})
     if y is not None:
@@ -95,11 +108,14 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
 def _check(args, model, meta) -> None:
     """Checks that need the run: the model, the DDIM steps and the samples' memory."""
     from ddpm_ref.memory import check_fits, sampling_bytes
+    from ddpm_ref.latent import latent_info
     from ddpm_ref.runs import check_digits_run
 
-    check_digits_run(meta, args.run_dir, "evaluate")
+    latent = latent_info(args.run_dir)
+    if not latent:                               # a latent run's samples are decoded to the digits
+        check_digits_run(meta, args.run_dir, "evaluate")
     T = meta["train"]["T"]
-    if not args.no_bpd and args.num_t > T:
+    if not args.no_bpd and not latent and args.num_t > T:
         raise ValueError(f"--num-t {args.num_t} is more than the run's T={T} (timesteps per batch, 1..T)")
     if args.sampler == "ddim" and args.steps > T:
         raise ValueError(f"--steps {args.steps} is more than the run's T={T}; DDIM uses a subsequence of 1..T")
@@ -111,7 +127,10 @@ def _check(args, model, meta) -> None:
 
 def run(args) -> int:
     from ddpm_ref._checks import check_positive_int
+    import functools
+
     from ddpm_ref.checkpoint import write_json_atomic
+    from ddpm_ref.latent import decode_latents, latent_info
     from ddpm_ref.preflight import check_number, check_output_file, check_seed
     from ddpm_ref.runs import load_run
 
@@ -131,13 +150,20 @@ def run(args) -> int:
         check_output_file(args.json, "--json")
     model, meta = load_run(args.run_dir)
     _check(args, model, meta)
+    decode = None
+    if latent_info(args.run_dir):
+        decode = functools.partial(decode_latents, args.run_dir)
+        if not args.no_bpd:
+            print("bits/dim: not reported for a latent run (its bound is on the latents, not on the test digits' "
+                  "pixels); scoring its decoded samples")
     r = evaluate_run(model, meta, num_t=args.num_t, n=args.num, sampler=args.sampler, steps=args.steps,
-                     ddpm_steps=args.ddpm_steps,
-                     guidance=args.guidance, seed=args.seed, bpd=not args.no_bpd, progress=not args.no_progress)
+                     ddpm_steps=args.ddpm_steps, guidance=args.guidance, seed=args.seed,
+                     bpd=not args.no_bpd and decode is None, progress=not args.no_progress, decode=decode)
     if "bpd" in r:
         print(f"bits/dim (bound, {r['n']} test digits, {r['num_t']} timesteps): {r['bpd']:.3f} ± {r['bpd_stderr']:.3f}"
               f" (an untrained model, ε̂ = 0: {r['bpd_zero_model']:.3f})")
-    print(f"Fréchet digit distance, {r['n_samples']} samples ({r['sampler']}, w={r['guidance']:g}): "
+    print(f"Fréchet digit distance, {r['n_samples']} samples ({r['sampler']}, w={r['guidance']:g}"
+          f"{', decoded from latents' if r.get('decoded') else ''}): "
           f"{r['fdd_samples']:.3f}")
     print(f"  baselines at n={r['n']}: held-out digits {r['fdd_test_digits']:.3f}, uniform noise {r['fdd_noise']:.3f}")
     if "accuracy_samples" in r:
