@@ -6,8 +6,8 @@ Stable Diffusion conditions its U-Net on text: a tokenizer turns the prompt into
 encoder turns the ids into a sequence of vectors, and the U-Net's cross-attention blocks read that
 sequence (Rombach et al. 2022, sec. 3.3). Here the same path in miniature:
 
-* **the vocabulary** ``PROMPT_VOCAB``: a padding token, "digit", the ten digit names and two words for
-  the stroke, "thick" and "thin" — 14 words;
+* **the vocabulary** ``PROMPT_VOCAB``: 13 words — "digit", the ten digit names and two words for the
+  stroke, "thick" and "thin" — and a padding token "<pad>" (id 0): 14 tokens;
 * **the tokenizer** ``tokenize``: split on spaces, look each word up, pad to ``PROMPT_LENGTH`` (3)
   tokens with the padding token (id 0). The empty prompt is all padding: that is the "null"
   prompt of classifier-free guidance, as Stable Diffusion's is the empty string;
@@ -16,15 +16,16 @@ sequence (Rombach et al. 2022, sec. 3.3). Here the same path in miniature:
   prompt is a bag of words, so "thick seven" and "seven thick" are the same prompt.
 
 **Training prompts** (``training_tokens``) are made from what the digits tell us: the label gives the
-class word, and the ink of the digit, compared with the other digits of its class, gives the
-stroke word — "thick" for the third of each class with the most ink, "thin" for the third with
-the least (``thickness_classes``). Per example, in this order from the run's Generator:
+class word, and the ink of the digit (its mean grey level), compared with the other digits of its
+class, gives the stroke word — "thick" for the third of each class with the most ink, "thin" for
+the third with the least (``thickness_classes``). For each example:
 
 * with probability ``p_uncond`` the whole prompt is dropped (all padding), so that one network learns
   ε(x_t, t, prompt) and ε(x_t, t, ∅) for classifier-free guidance (Ho & Salimans 2021);
 * otherwise the class word, replaced by "digit" with probability ``P_DIGIT_WORD`` (so "digit" means
   "any digit"), and the stroke word, if the digit has one, kept with probability ``P_STROKE_WORD``
-  (so "seven" alone means any seven).
+  (so "seven" alone covers every seven: half of its captions come from the middle third, a quarter
+  from each of the others).
 
 Attention over the padding tokens is not masked: the null prompt is the padding, and Stable
 Diffusion's U-Net, too, attends to all 77 of CLIP's output tokens, padding included.
@@ -60,7 +61,8 @@ def has_prompts(config) -> bool:
 def tokenize(prompt: str, vocab=PROMPT_VOCAB, length: int = PROMPT_LENGTH) -> np.ndarray:
     """Token ids (length,) int64 of ``prompt``: its words looked up in ``vocab``, padded with id 0.
 
-    Words are split on white space and lower-cased; "" gives all padding (the null prompt).
+    Words are split on white space and lower-cased; "" gives all padding (the null prompt). The
+    padding token itself is accepted but never needed (the error message leaves it out of the list).
 
     Raises:
         ValueError: a word outside ``vocab`` (the message lists the vocabulary), or more than
@@ -80,7 +82,8 @@ def tokenize(prompt: str, vocab=PROMPT_VOCAB, length: int = PROMPT_LENGTH) -> np
 
 
 def detokenize(tokens, vocab=PROMPT_VOCAB) -> str:
-    """The prompt of token ids (padding left out): ``detokenize(tokenize(p)) == p`` for a lower-case p."""
+    """The prompt of token ids, padding left out: ``detokenize(tokenize(p)) == p`` for a prompt p of
+    lower-case words separated by single spaces (without "<pad>")."""
     return " ".join(vocab[int(i)] for i in tokens if int(i) != 0)
 
 
@@ -92,8 +95,8 @@ def ink(x) -> np.ndarray:
 def thickness_classes(x, y) -> np.ndarray:
     """−1 (thin), 0 or +1 (thick) per image: the tercile of its ink among the images of its class.
 
-    ``x``: images (N, C, H, W) in [−1, 1]; ink = the mean of (x + 1)/2, the fraction of the image
-    covered. ``y``: labels (N,). Within each class, the images with ink above the class's 2/3
+    ``x``: images (N, C, H, W) in [−1, 1]; ink = the mean of (x + 1)/2, the mean grey level (``ink``).
+    ``y``: labels (N,). Within each class, the images with ink above the class's 2/3
     quantile are thick and those below its 1/3 quantile thin; the middle third has no stroke word.
     """
     x, y = np.asarray(x), np.asarray(y)
@@ -114,7 +117,7 @@ def training_tokens(labels, thickness, rng, p_uncond: float, vocab=PROMPT_VOCAB,
     """Token ids (N, length) of the training prompts of a batch (module docstring), drawn from ``rng``.
 
     ``labels`` (N,) in 0..9, ``thickness`` (N,) in {−1, 0, +1} (``thickness_classes``). Three
-    uniform draws per example, always all three and in this order (so the Generator's stream does
+    vectors of N uniform draws, always all three and in this order (so the Generator's stream does
     not depend on the outcomes): prompt dropout, "digit" for the class word, keep the stroke word.
     """
     labels, thickness = np.asarray(labels), np.asarray(thickness)

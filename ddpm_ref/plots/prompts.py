@@ -71,7 +71,7 @@ def plot_prompts(net, sched, x_train, y_train, seed: int = 0, n_each: int = 8, s
     strokes = sample_prompts(net, sched, list(STROKE_PROMPTS), n_each, steps=steps, guidance=guidance, rng=seed + 1)
     fig = new_figure(12.5, 7.2)
     outer = fig.add_gridspec(2, 1, height_ratios=[1.55, 1], hspace=0.45)
-    top = outer[0].subgridspec(1, 2, width_ratios=[len(classes), len(strokes)], wspace=0.08)
+    top = outer[0].subgridspec(1, 2, width_ratios=[len(classes), len(strokes)], wspace=0.12)
     bottom = outer[1].subgridspec(1, 2, width_ratios=[1.1, 1], wspace=0.25)
 
     def tiles(ax, samples, title):
@@ -83,9 +83,11 @@ def plot_prompts(net, sched, x_train, y_train, seed: int = 0, n_each: int = 8, s
         ax.set_yticks([])
         ax.set_title(title, fontsize=10)
 
-    tiles(fig.add_subplot(top[0, 0]), classes, f"one column per prompt ({n_each} samples, DDIM {steps} steps, "
-          f"guidance w = {guidance:g})")
-    tiles(fig.add_subplot(top[0, 1]), strokes, "stroke words")
+    left, right = fig.add_subplot(top[0, 0]), fig.add_subplot(top[0, 1])
+    left.set_anchor("E")                              # the two grids side by side, the spare width outside them
+    right.set_anchor("W")
+    tiles(left, classes, f"one column per prompt ({n_each} samples, DDIM {steps} steps, guidance w = {guidance:g})")
+    tiles(right, strokes, "stroke words")
     ax = fig.add_subplot(bottom[0, 0])
     rows = stroke_table(strokes, x_train, y_train)
     pos = np.arange(len(rows))
