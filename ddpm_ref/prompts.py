@@ -155,18 +155,9 @@ class PromptEps(ModelEps):
         self.tokens = np.stack([tokenize(p, cfg["prompt_vocab"], cfg["prompt_length"]) for p in self.prompts])
         self.num_classes = len(self.prompts)
 
-    def __call__(self, xt, t, y=None):
-        xt = np.asarray(xt, dtype=self.dtype)
-        n = xt.shape[0]
-        t = np.broadcast_to(np.asarray(t, dtype=np.int64), (n,))
-        step = self.batch_size or n
-        outs = []
-        for i in range(0, n, step):
-            tokens = None if y is None else self.tokens[np.asarray(y[i:i + step])]
-            eps = self.net.forward(self._to_device(xt[i:i + step]), self._to_device(t[i:i + step].copy()),
-                                   tokens=tokens, keep_cache=False)
-            outs.append(self._to_host(eps))
-        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+    def _forward(self, x, t, y):
+        """One chunk (``ModelEps.__call__`` splits the batch): label j → the tokens of prompt j."""
+        return self.net.forward(x, t, tokens=None if y is None else self.tokens[y], keep_cache=False)
 
 
 def sample_prompts(net, sched, prompts, n_each: int, *, steps: int = 50, guidance: float = 1.0, rng=0,

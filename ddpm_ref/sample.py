@@ -67,11 +67,14 @@ class ModelEps:
         step = self.batch_size or n
         outs = []
         for i in range(0, n, step):
-            yi = None if y is None else self._to_device(np.asarray(y[i:i + step]))
-            eps = self.net.forward(self._to_device(xt[i:i + step]), self._to_device(t[i:i + step].copy()),
-                                   yi, keep_cache=False)
+            yi = None if y is None else np.asarray(y[i:i + step])
+            eps = self._forward(self._to_device(xt[i:i + step]), self._to_device(t[i:i + step].copy()), yi)
             outs.append(self._to_host(eps))
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+    def _forward(self, x, t, y):
+        """One chunk through the network (x, t on the device; y the chunk's labels or None)."""
+        return self.net.forward(x, t, None if y is None else self._to_device(y), keep_cache=False)
 
 
 def _check_labels(eps_model, y, n: int, guidance: float):

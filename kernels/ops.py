@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from ddpm_ref.nn.attention import check_qkv_shapes
 from kernels.launch import (BIAS_THREADS, CONV_TILE, SHARED_LIMIT, attention_backward_plan,  # noqa: F401
                             attention_forward_plan, attention_tile, check_plan,
                             launch_attention_backward, launch_attention_forward, launch_conv2d_backward_data,
@@ -144,12 +145,7 @@ class KernelOps:
         """o = softmax(q k^T / sqrt(D)) v (see kernels/attention_forward.cu). q (B, Lq, D), k and v
         (B, Lk, D): Lq = Lk for self-attention, not for cross-attention. Returns ``(o (B, Lq, D), cache)``."""
         q, k, v = self._input("q", q, 3), self._input("k", k, 3), self._input("v", v, 3)
-        if k.shape != v.shape:
-            raise ValueError(f"k and v must have the same shape (B, Lk, D): one value per key; got k "
-                             f"{tuple(k.shape)}, v {tuple(v.shape)}")
-        if k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
-            raise ValueError(f"k, v (B, Lk, D) must have q's batch size B and feature count D, q being "
-                             f"(B, Lq, D); got q {tuple(q.shape)}, k {tuple(k.shape)} (Lq and Lk may differ)")
+        check_qkv_shapes(q, k, v)                          # the NumPy reference's own shape check
         B, Lq, D = q.shape
         Lk = k.shape[1]
         if D == 0:

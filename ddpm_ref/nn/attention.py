@@ -48,17 +48,22 @@ def softmax(s, axis=-1):
     return e
 
 
-def _check_attention_args(q, k, v):
-    """The argument checks of ``attention_forward`` (also called by ``attention_plain``)."""
-    check_float("q", q, ndim=3)
-    check_float("k", k, ndim=3, dtype=q.dtype)
-    check_float("v", v, ndim=3, dtype=q.dtype)
+def check_qkv_shapes(q, k, v):
+    """q (B, Lq, D), k and v (B, Lk, D), or ValueError naming what disagrees (also used by the kernels' ops)."""
     if k.shape != v.shape:
         raise ValueError(f"k and v must have the same shape (B, Lk, D): one value per key; got k "
                          f"{tuple(k.shape)}, v {tuple(v.shape)}")
     if k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
         raise ValueError(f"k, v (B, Lk, D) must have q's batch size B and feature count D, q being (B, Lq, D); "
                          f"got q {tuple(q.shape)}, k {tuple(k.shape)} (the lengths Lq and Lk may differ)")
+
+
+def _check_attention_args(q, k, v):
+    """The argument checks of ``attention_forward`` (also called by ``attention_plain``)."""
+    check_float("q", q, ndim=3)
+    check_float("k", k, ndim=3, dtype=q.dtype)
+    check_float("v", v, ndim=3, dtype=q.dtype)
+    check_qkv_shapes(q, k, v)
     if q.shape[1] == 0 or k.shape[1] == 0 or q.shape[2] == 0:
         raise ValueError(f"q and k need L >= 1 positions each (Lq queries, Lk keys: a softmax over no keys "
                          f"is undefined) and D >= 1 features (the scale is 1/√D); got q (B, Lq, D) = "
