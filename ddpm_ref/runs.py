@@ -23,7 +23,8 @@ from ddpm_ref.models.noisy_classifier import NoisyClassifier
 from ddpm_ref.models.unet import UNet
 
 __all__ = ["CHECKPOINT_NAME", "MODEL_CLASSES", "SAMPLING_WORKERS", "build_model", "checkpoint_path",
-           "check_description", "check_digits_run", "restore_arrays", "load_model", "load_run"]
+           "check_description", "check_digits_run", "restore_arrays", "restore_training_arrays", "load_model",
+           "load_run"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -93,6 +94,16 @@ def restore_arrays(target: dict, saved: dict, what: str, path: str) -> None:
             raise ValueError(f"{path}: {what} {k!r} has shape {saved[k].shape} {saved[k].dtype}, "
                              f"the model needs {a.shape} {a.dtype}")
         a[...] = saved[k]
+
+
+def restore_training_arrays(state, arrays: dict, path: str) -> None:
+    """A checkpoint's training arrays into ``state`` in place (``state.model``, ``.ema``, ``.adam``, ``.losses``):
+    weights, EMA weights, Adam's moments and the loss history, each checked by ``restore_arrays``."""
+    restore_arrays(state.model.params, split_prefix(arrays, "param"), "weights", path)
+    restore_arrays(state.ema.params, split_prefix(arrays, "ema"), "EMA weights", path)
+    restore_arrays(state.adam.m, split_prefix(arrays, "adam_m"), "Adam moments m", path)
+    restore_arrays(state.adam.v, split_prefix(arrays, "adam_v"), "Adam moments v", path)
+    state.losses = [float(v) for v in arrays.get("history/loss", ())]
 
 
 def load_model(run_dir: str, ema: bool = True, ops=None):

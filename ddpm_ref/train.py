@@ -50,7 +50,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddpm_ref._checks import check_choice, check_positive_int
-from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint, split_prefix
+from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint
 from ddpm_ref.data import DATASET_NAMES, Dataset, load_dataset
 from ddpm_ref.diffusion import PREDICTIONS, loss_simple, loss_simple_grad, q_sample, training_target
 from ddpm_ref.interrupts import Interrupted, stop_requests
@@ -62,7 +62,7 @@ from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
 from ddpm_ref.run_checks import (CHANGEABLE_ON_RESUME, check_model_fits, check_sizes, flag, resume_config,
                                  same_model)
 from ddpm_ref.runs import (CHECKPOINT_NAME, build_model, check_description, check_digits_run, checkpoint_path,
-                           load_model, restore_arrays)
+                           load_model, restore_training_arrays)
 from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule, rescale_zero_terminal_snr
 
 __all__ = [
@@ -339,11 +339,7 @@ def load_state(run_dir: str, ops=None) -> tuple[TrainState, TrainConfig]:
         state.saved_model = meta["model"]
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: the checkpoint's description is incomplete ({err!r})") from None
-    restore_arrays(model.params, split_prefix(arrays, "param"), "weights", path)
-    restore_arrays(state.ema.params, split_prefix(arrays, "ema"), "EMA weights", path)
-    restore_arrays(state.adam.m, split_prefix(arrays, "adam_m"), "Adam moments m", path)
-    restore_arrays(state.adam.v, split_prefix(arrays, "adam_v"), "Adam moments v", path)
-    state.losses = [float(v) for v in arrays.get("history/loss", np.zeros(0))]
+    restore_training_arrays(state, arrays, path)     # weights, EMA, Adam's moments, losses
     return state, config
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddpm_ref._checks import check_choice, check_positive_int
-from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint, split_prefix
+from ddpm_ref.checkpoint import load_checkpoint, save_checkpoint
 from ddpm_ref.data.digits import load_digits_images
 from ddpm_ref.diffusion import q_sample
 from ddpm_ref.interrupts import Interrupted, stop_requests
@@ -51,7 +51,7 @@ from ddpm_ref.models.noisy_classifier import NoisyClassifier
 from ddpm_ref.optim import EMA, Adam
 from ddpm_ref.run_checks import resume_config
 from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
-from ddpm_ref.runs import build_model, check_description, restore_arrays
+from ddpm_ref.runs import build_model, check_description, restore_training_arrays
 from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule
 
 __all__ = ["train_classifier", "train_autoencoder", "saved_options", "CHECKPOINT_NAME", "CHANGEABLE_ON_RESUME"]
@@ -139,11 +139,7 @@ def _load(path: str, kind: str):
         options = dict(meta["train"])
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: the checkpoint's description is incomplete ({err!r})") from None
-    restore_arrays(model.params, split_prefix(arrays, "param"), "weights", path)
-    restore_arrays(state.ema.params, split_prefix(arrays, "ema"), "EMA weights", path)
-    restore_arrays(state.adam.m, split_prefix(arrays, "adam_m"), "Adam moments m", path)
-    restore_arrays(state.adam.v, split_prefix(arrays, "adam_v"), "Adam moments v", path)
-    state.losses = [float(v) for v in arrays.get("history/loss", np.zeros(0))]
+    restore_training_arrays(state, arrays, path)     # weights, EMA, Adam's moments, losses
     return state, options
 
 
