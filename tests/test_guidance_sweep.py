@@ -110,3 +110,12 @@ def test_committed_result_backs_lesson_15s_reading():
     best = int(np.argmin(clf["fdd"]))
     assert clf["scales"][best] == 3 and np.all(np.diff(clf["fdd"][best:]) > 0)
     assert free["accuracy"][free["scales"].index(0.0)] > max(clf["accuracy"])
+
+
+def test_figure_without_lesson_15s_classifier_says_how_to_make_it(tmp_path):
+    from ddpm_ref import plots
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "checkpoint.npz").write_bytes(b"")         # the demo run "exists"; no classifier beside it
+    with pytest.raises(plots.FigureUnavailable, match="lesson 15"):
+        plots.make("guidance_matched_accuracy", tmp_path / "out", run_dir=tmp_path / "demo")
