@@ -112,74 +112,82 @@ def run_latent_vs_pixel(steps: int = 2000, eval_every: int = 250, samples: int |
     """Run the benchmark (module docstring); returns a JSON-ready dict for ``format_report``."""
     from ddpm_ref.bench.timing import limit_threads
     from ddpm_ref.data.digits import load_digits_images
-    from ddpm_ref.evaluation.metrics import fdd, label_accuracy
-    from ddpm_ref.latent import latent_dataset
-    from ddpm_ref.runs import build_model
-    from ddpm_ref.train import DEMO_CONFIG, DEMO_MODEL, default_model_config, new_state, train_step
-    from ddpm_ref.train_extra import train_autoencoder
-    from ddpm_ref.data import load_dataset
+    from ddpm_ref.train import DEMO_CONFIG, DEMO_MODEL
 
     _check(steps, eval_every, samples, ddim_steps, ae_steps, guidance, threads)
     limit_threads(threads)
     x_test, y_test = load_digits_images("test", seed=seed)
     samples = len(x_test) if samples is None else samples
+    train_keys = ("batch_size", "lr", "warmup", "ema_decay", "p_uncond", "grad_clip")
     res = {"settings": {"steps": steps, "eval_every": eval_every, "samples": samples, "ddim_steps": ddim_steps,
                         "eta": 0.0, "guidance": guidance, "ae_steps": ae_steps, "seed": seed, "threads": threads,
-                        "model": dict(DEMO_MODEL), "train": {k: v for k, v in dataclasses.asdict(DEMO_CONFIG).items()
-                                                             if k in ("batch_size", "lr", "warmup", "ema_decay",
-                                                                      "p_uncond", "grad_clip")}},
+                        "model": dict(DEMO_MODEL),
+                        "train": {k: v for k, v in dataclasses.asdict(DEMO_CONFIG).items() if k in train_keys}},
            "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                        "numpy": np.__version__, "loadavg_start": list(os.getloadavg())},
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "targets": [float(t) for t in targets]}
+    ae, scale = _autoencoder_and_floors(res, x_test[:samples], y_test[:samples], ae_steps, seed, progress)   # 1.
+    res["runs"] = _train_side_by_side(ae, scale, res["settings"], progress)                                # 2., 3.
+    res["machine"]["loadavg_end"] = list(os.getloadavg())
+    return res
 
-    cpu, wall = time.process_time(), time.perf_counter()                      # 1. the autoencoder
+
+def _autoencoder_and_floors(res, x_test, y_test, ae_steps, seed, progress):
+    """Step 1: train the autoencoder (timed), and score the held-out digits and their reconstructions into ``res``."""
+    from ddpm_ref.evaluation.metrics import fdd, label_accuracy
+    from ddpm_ref.train_extra import train_autoencoder
+
+    cpu, wall = time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ae, scale, mse, _ = train_autoencoder(tmp, steps=ae_steps, seed=seed, checkpoint_every=0, progress=progress)
     ae_cpu, ae_wall = time.process_time() - cpu, time.perf_counter() - wall
-    recon = ae.decode(ae.encode(x_test[:samples], scale), scale)
+    recon = ae.decode(ae.encode(x_test, scale), scale)
     res["autoencoder"] = {"train_cpu": ae_cpu, "train_wall": ae_wall, "scale_factor": scale, "test_mse": mse,
                           "params": int(sum(p.size for p in ae.params.values())),
                           "recon_fdd": fdd(recon), "recon_fdd_se": fdd_bootstrap_se(recon, seed=seed),
-                          "recon_accuracy": label_accuracy(recon, y_test[:samples])}
-    res["test_digits"] = {"n": int(min(samples, len(x_test))), "fdd": fdd(x_test[:samples]),
-                          "fdd_se": fdd_bootstrap_se(x_test[:samples], seed=seed),
-                          "accuracy": label_accuracy(x_test[:samples], y_test[:samples])}
+                          "recon_accuracy": label_accuracy(recon, y_test)}
+    res["test_digits"] = {"n": int(len(x_test)), "fdd": fdd(x_test), "fdd_se": fdd_bootstrap_se(x_test, seed=seed),
+                          "accuracy": label_accuracy(x_test, y_test)}
+    return ae, scale
 
-    sched = DEMO_CONFIG.make_schedule()                                      # 2. the two U-Nets
+
+def _train_side_by_side(ae, scale, st, progress):
+    """Steps 2 and 3: the pixel and the latent U-Net in alternating chunks, each scored after every chunk."""
+    from ddpm_ref.data import load_dataset
+    from ddpm_ref.latent import latent_dataset
+    from ddpm_ref.runs import build_model
+    from ddpm_ref.train import DEMO_CONFIG, default_model_config, new_state, train_step
+
+    steps, every, seed = st["steps"], st["eval_every"], st["seed"]
+    sched = DEMO_CONFIG.make_schedule()
     config = dataclasses.replace(DEMO_CONFIG, steps=steps, seed=seed)
     datasets = {"pixel": load_dataset("digits", seed=seed), "latent": latent_dataset(ae, scale, seed=seed)}
     decoders = {"pixel": lambda x: x, "latent": lambda z: ae.decode(z.astype(np.float32), scale)}
     states, runs = {}, {}
     for name, data in datasets.items():
         net = build_model(*default_model_config(data, True, seed))
-        net.workers = threads
+        net.workers = st["threads"]
         states[name] = new_state(net, config)
         runs[name] = {"params": int(net.num_params), "input_shape": list(data.x.shape[1:]), "checkpoints": [],
                       "train_cpu": 0.0, "train_wall": 0.0}
     bar = tqdm(total=2 * steps, desc="training pixel and latent U-Nets", unit="step", disable=not progress)
-    for chunk_end in range(eval_every, steps + eval_every, eval_every):
-        chunk_end = min(chunk_end, steps)
+    for chunk_end in [*range(every, steps, every), steps]:
         for name, state in states.items():
-            cpu, wall = time.process_time(), time.perf_counter()
+            run, cpu, wall = runs[name], time.process_time(), time.perf_counter()
             while state.step < chunk_end:
                 loss = train_step(state, datasets[name], sched, config)
                 bar.update(1)
-            runs[name]["train_cpu"] += time.process_time() - cpu
-            runs[name]["train_wall"] += time.perf_counter() - wall
-            f, f_se, acc, s_cpu, s_wall = _sample_scores(state.model, state.ema.params, sched, samples, ddim_steps, guidance,
-                                                   seed, decoders[name])         # 3. score the checkpoint
-            runs[name]["checkpoints"].append({"step": state.step, "train_cpu": runs[name]["train_cpu"],
-                                              "train_wall": runs[name]["train_wall"], "loss": float(
-                                                  np.mean(state.losses[-50:])), "fdd": f, "fdd_se": f_se, "accuracy": acc,
-                                              "sample_cpu": s_cpu, "sample_wall": s_wall})
+            run["train_cpu"] += time.process_time() - cpu
+            run["train_wall"] += time.perf_counter() - wall
+            f, f_se, acc, s_cpu, s_wall = _sample_scores(state.model, state.ema.params, sched, st["samples"],
+                                                         st["ddim_steps"], st["guidance"], seed, decoders[name])
+            run["checkpoints"].append({"step": state.step, "train_cpu": run["train_cpu"], "train_wall": run["train_wall"],
+                                       "loss": float(np.mean(state.losses[-50:])), "fdd": f, "fdd_se": f_se,
+                                       "accuracy": acc, "sample_cpu": s_cpu, "sample_wall": s_wall})
             bar.set_postfix_str(f"{name} step {state.step}: FDD {f:.2f}, loss {loss:.3f}")
-        if chunk_end == steps:
-            break
     bar.close()
-    res["runs"] = runs
-    res["machine"]["loadavg_end"] = list(os.getloadavg())
-    return res
+    return runs
 
 
 def format_report(res: dict) -> str:
