@@ -3,7 +3,7 @@
 The figure needs the demo model (``needs="demo"``) and lesson 15's noisy classifier, cached by the
 lesson in ``runs/noisy_classifier/classifier_300.npz`` beside the demo run (300 steps; running lesson 15
 once in its default mode makes it). The sweep (``ddpm_ref.evaluation.guidance_sweep``) samples 500
-digits for each of 14 settings with 25 DDIM steps (as lesson 15 samples): about 5 minutes on 2 idle cores. The maker also
+digits for each of 14 settings with 25 DDIM steps (as lesson 15 samples): about 4 minutes on 2 quiet cores. The maker also
 writes the numbers it plots as ``guidance_matched_accuracy.json``, which lesson 15 prints and
 ``tests/test_guidance_sweep.py`` checks.
 """
