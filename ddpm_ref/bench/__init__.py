@@ -27,7 +27,10 @@ Layer: tooling, beside the reference (it times the model; nothing in the referen
 This folder is the only code outside ``tests/`` that imports PyTorch. Its files:
 ``timing.py`` (threads, the timer), ``steps.py`` (the NumPy and PyTorch training steps),
 ``layers.py`` (single layers), ``profile.py`` (time per layer), ``run.py`` (the driver and the
-report), ``torch_twin.py`` (the same U-Net in PyTorch).
+report), ``torch_twin.py`` (the same U-Net in PyTorch). Beside them, ``latent_vs_pixel.py`` is a
+benchmark of another kind (``python -m ddpm_ref.bench.latent_vs_pixel``, minutes, not seconds): it
+trains a latent and a pixel U-Net side by side and reports the training time each needs to reach the
+same Fréchet digit distance (lesson 17).
 """
 
 from ddpm_ref.bench.profile import profile_step

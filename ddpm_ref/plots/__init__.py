@@ -78,6 +78,7 @@ FIGURE_MODULES = (
     "unet_diagram",  # lesson 7: the U-Net's blocks with shapes and skips
     "kernels",       # lesson 11: a conv kernel's thread-to-data maps; the emulator against NumPy
     "sampling",      # lessons 9-10 (needs runs/demo): DDIM steps vs quality vs time; guidance scale grid
+    "guidance_matched",  # lesson 15 (needs runs/demo): classifier vs classifier-free guidance at matched accuracy
     "prompts",       # lesson 17 (needs runs/demo; trains runs/prompts if missing): the prompt model's samples
 )
 
