@@ -30,7 +30,9 @@ This folder is the only code outside ``tests/`` that imports PyTorch. Its files:
 report), ``torch_twin.py`` (the same U-Net in PyTorch). Beside them, ``latent_vs_pixel.py`` is a
 benchmark of another kind (``python -m ddpm_ref.bench.latent_vs_pixel``, minutes, not seconds): it
 trains a latent and a pixel U-Net side by side and reports the training time each needs to reach the
-same Fréchet digit distance (lesson 17).
+same Fréchet digit distance (lesson 17); ``prompt_holdout.py`` (``python -m ddpm_ref.bench.prompt_holdout``)
+trains the prompt model with one digit's stroke words held out of every caption and measures whether
+"thick" and "thin" still work for it (lesson 17).
 """
 
 from ddpm_ref.bench.profile import profile_step
