@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import os
 import platform
 import sys
 import time
@@ -92,7 +93,7 @@ def run_prompt_holdout(steps: int = 3000, held_out: int = 4, samples: int = 40, 
     return {"held_out_digit": held_out, "steps": steps, "samples_per_prompt": samples, "ddim_steps": ddim_steps,
             "seed": seed, "final_loss": float(np.mean(state.losses[-100:])), "train_wall_s": train_wall,
             "train_cpu_s": train_cpu, "rows": rows,
-            "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {platform.processor() or '?'}"}
+            "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 
 
 def format_report(res: dict) -> str:

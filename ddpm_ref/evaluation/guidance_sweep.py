@@ -1,8 +1,9 @@
 r"""Classifier guidance beside classifier-free guidance at matched label accuracy (issue 12, lesson 15).
 
 Both kinds of guidance trade diversity for samples that look more like their class, so comparing them
-at one scale each says little: a method that is simply guided harder wins on accuracy and loses on
-Fréchet digit distance (FDD). The fair comparison is a **sweep**: each method over its own scale, the
+at one scale each says little: guiding harder raises a method's accuracy and moves its Fréchet digit
+distance (FDD), first down (the classes stop mixing), then up (the samples crowd into the most typical
+digits), so one setting of each compares two arbitrary points of two curves. The fair comparison is a **sweep**: each method over its own scale, the
 curve of (label accuracy, FDD) it traces, and the FDD of the two curves read off at the *same* accuracy.
 
 * Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2): an unconditional ε-model (a
@@ -208,8 +209,9 @@ def format_sweep(result: dict) -> str:
                f"{'difference (clf - free)':>23s}")
     for r in result["matched"]:
         if r["difference"] is None:
-            out.append(f"{r['accuracy']:8.2f} | not reached by "
-                       + ("classifier guidance" if r["classifier_fdd"] is None else "classifier-free guidance"))
+            missing = [name for name, key in (("classifier guidance", "classifier_fdd"),
+                                              ("classifier-free guidance", "free_fdd")) if r.get(key) is None]
+            out.append(f"{r['accuracy']:8.2f} | not reached by " + " nor by ".join(missing))
             continue
         out.append(f"{r['accuracy']:8.2f} | {r['classifier_scale']:13.2f} {r['classifier_fdd']:7.3f} ± "
                    f"{r.get('classifier_fdd_se', float('nan')):.3f} | {r['free_scale']:18.2f} {r['free_fdd']:7.3f} ± "
