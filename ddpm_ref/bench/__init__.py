@@ -32,7 +32,8 @@ benchmark of another kind (``python -m ddpm_ref.bench.latent_vs_pixel``, minutes
 trains a latent and a pixel U-Net side by side and reports the training time each needs to reach the
 same Fréchet digit distance (lesson 17); ``prompt_holdout.py`` (``python -m ddpm_ref.bench.prompt_holdout``)
 trains the prompt model with one digit's stroke words held out of every caption and measures whether
-"thick" and "thin" still work for it (lesson 17).
+"thick" and "thin" still work for it (lesson 17). Both end in ``committed_run.py`` (print the report, write
+the result with its command as JSON).
 """
 
 from ddpm_ref.bench.profile import profile_step

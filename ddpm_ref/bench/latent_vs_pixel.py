@@ -48,6 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddpm_ref._checks import check_positive_int
+from ddpm_ref.bench.committed_run import run_and_report
 
 __all__ = ["FDD_TARGETS", "run_latent_vs_pixel", "time_to_target", "fdd_bootstrap_se", "format_report", "main"]
 
@@ -211,7 +212,7 @@ def format_report(res: dict) -> str:
            f"autoencoder: {ae['params']:,} parameters, {st['ae_steps']} steps, {ae['train_cpu']:.0f} s CPU "
            f"({ae['train_wall']:.0f} s wall), scale factor {ae['scale_factor']:.4f}",
            "",
-           f"(± = bootstrap standard error over the samples)",
+           "(± = bootstrap standard error over the samples)",
            f"{'step':>6} | {'pixel CPU s':>11} {'FDD':>15} {'acc':>6} | {'latent CPU s':>12} {'FDD':>15} {'acc':>6}"]
     for a, b in zip(px["checkpoints"], lt["checkpoints"]):
         out.append(f"{a['step']:6d} | {a['train_cpu']:11.0f} {a['fdd']:7.3f} ± {a['fdd_se']:.3f} {a['accuracy']:6.3f} | "
@@ -259,24 +260,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results (with the command) as JSON")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    try:
-        if args.json:
-            from ddpm_ref.preflight import check_output_file
-
-            check_output_file(args.json, "--json")
-        res = run_latent_vs_pixel(args.steps, args.eval_every, args.samples, args.ddim_steps, args.ae_steps,
-                                  args.guidance, seed=args.seed, threads=args.threads, progress=not args.no_progress)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    res["command"] = "python -m ddpm_ref.bench.latent_vs_pixel " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(format_report(res))
-    if args.json:
-        from ddpm_ref.checkpoint import write_json_atomic
-
-        write_json_atomic(args.json, res)
-    return 0
-
+    return run_and_report("ddpm_ref.bench.latent_vs_pixel", argv, args.json, report=format_report,
+                          run=lambda: run_latent_vs_pixel(args.steps, args.eval_every, args.samples, args.ddim_steps,
+                                                          args.ae_steps, args.guidance, seed=args.seed,
+                                                          threads=args.threads, progress=not args.no_progress))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from ddpm_ref._checks import check_positive_int
+from ddpm_ref.bench.committed_run import run_and_report
 
 __all__ = ["holdout_dataset", "stroke_gaps", "run_prompt_holdout", "format_report", "main"]
 
@@ -122,24 +123,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results (with the command) as JSON")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    try:
-        if args.json:
-            from ddpm_ref.preflight import check_output_file
-
-            check_output_file(args.json, "--json")
-        res = run_prompt_holdout(args.steps, args.held_out, args.samples, args.ddim_steps, args.seed,
-                                 progress=not args.no_progress)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    res["command"] = "python -m ddpm_ref.bench.prompt_holdout " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(format_report(res))
-    if args.json:
-        from ddpm_ref.checkpoint import write_json_atomic
-
-        write_json_atomic(args.json, res)
-    return 0
-
+    return run_and_report("ddpm_ref.bench.prompt_holdout", argv, args.json, report=format_report,
+                          run=lambda: run_prompt_holdout(args.steps, args.held_out, args.samples, args.ddim_steps,
+                                                         args.seed, progress=not args.no_progress))
 
 if __name__ == "__main__":
     sys.exit(main())
