@@ -51,9 +51,7 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
 
     from ddpm_ref.data import load_digits_images
     from ddpm_ref.evaluation import baselines, bits_per_dim, fdd, label_accuracy
-    from ddpm_ref.prompts import DIGIT_WORDS, PromptEps, has_prompts
-    from ddpm_ref.sample import ModelEps, sample_ddim, sample_ddpm, sample_ddpm_respaced
-    from ddpm_ref.schedules import make_schedule, rescale_zero_terminal_snr
+    from ddpm_ref.sample import ModelEps
 
     cfg = model.config
     if decode is not None and bpd:
@@ -62,47 +60,66 @@ def evaluate_run(model, meta, *, num_t=100, n=None, sampler="ddim", steps=50, dd
     if decode is None and (cfg.get("image_size") != 8 or cfg.get("in_channels") != 1):
         raise ValueError("evaluate scores models of 8×8 grey-scale digits (a run trained with --data digits); "
                          f"this model takes {cfg.get('image_size') or 'point'} inputs")
-    train_cfg = meta["train"]
-    sched = make_schedule(train_cfg["schedule"], train_cfg["T"])
-    if train_cfg.get("zero_terminal_snr"):
-        sched = rescale_zero_terminal_snr(sched)
-    prediction = train_cfg.get("prediction", "eps")                 # what the network outputs
+    sched, prediction = _schedule_and_prediction(meta)
     x_test, _ = load_digits_images("test", seed=0, dtype=cfg["dtype"])
     n = len(x_test) if n is None else n
-    eps = ModelEps(model)
     out = {"step": int(meta["step"])}
     if bpd:
-        out.update(bits_per_dim(eps, sched, x_test, num_t=num_t, rng=seed, progress=progress,
+        out.update(bits_per_dim(ModelEps(model), sched, x_test, num_t=num_t, rng=seed, progress=progress,
                                 prediction=prediction))
         zero = bits_per_dim(lambda xt, t: np.zeros_like(xt), sched, x_test, num_t=num_t, rng=seed, progress=False)
         out["bpd_zero_model"] = zero["bpd"]             # baseline: an untrained model (ε̂ = 0)
-    k = cfg.get("num_classes")
-    y = None if k is None else np.arange(n) % k
-    if has_prompts(cfg):                          # a prompt model: sample i is drawn for the prompt of its digit
-        eps, y = PromptEps(model, list(DIGIT_WORDS)), np.arange(n) % len(DIGIT_WORDS)
-        out["prompts"] = list(DIGIT_WORDS)
+    eps, y = _conditioning(model, n, out)
     if guidance and y is None:
         raise ValueError("--guidance needs a class-conditional model; this one has no classes")
     shape = (n, cfg["in_channels"], cfg["image_size"], cfg["image_size"])       # (n, 1, 8, 8), or latents
-    if sampler == "ddpm" and ddpm_steps is not None and ddpm_steps < sched.T:
-        x = sample_ddpm_respaced(eps, sched, shape, steps=ddpm_steps, rng=seed, y=y, guidance=guidance,
-                                 progress=progress, prediction=prediction)
-        sampler = f"ddpm{ddpm_steps}"
-    elif sampler == "ddpm":
-        x = sample_ddpm(eps, sched, shape, rng=seed, y=y, guidance=guidance, progress=progress,
-                        prediction=prediction)
-    else:
-        x = sample_ddim(eps, sched, shape, steps=steps, rng=seed, y=y, guidance=guidance, progress=progress,
-                        prediction=prediction)
+    x, name = _draw(eps, sched, shape, sampler, steps, ddpm_steps, dict(rng=seed, y=y, guidance=guidance,
+                                                                        progress=progress, prediction=prediction))
     if decode is not None:
         x = decode(x)                                                    # x̂ = D(z / s): digits
         out["decoded"] = True
-    out.update({"sampler": sampler if sampler.startswith("ddpm") else f"ddim{steps}", "guidance": guidance,
-                "fdd_samples": fdd(x), "n_samples": n})
+    out.update({"sampler": name, "guidance": guidance, "fdd_samples": fdd(x), "n_samples": n})
     if y is not None:
         out["accuracy_samples"] = label_accuracy(x, y)
     out.update(baselines(min(n, len(x_test)), seed=seed))
     return out
+
+
+def _schedule_and_prediction(meta):
+    """The run's schedule (``TrainConfig.make_schedule``: rescaled for zero terminal SNR) and its prediction target."""
+    import dataclasses
+
+    from ddpm_ref.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in meta["train"].items() if k in known})
+    return config.make_schedule(), config.prediction
+
+
+def _conditioning(model, n, out):
+    """``(ε-model, labels or None)`` for n samples: class i mod K for a class-conditional model, the prompt
+    naming digit i mod 10 for a prompt model (recorded in ``out["prompts"]``), None for an unconditional one."""
+    import numpy as np
+
+    from ddpm_ref.prompts import DIGIT_WORDS, PromptEps, has_prompts
+    from ddpm_ref.sample import ModelEps
+
+    if has_prompts(model.config):
+        out["prompts"] = list(DIGIT_WORDS)
+        return PromptEps(model, list(DIGIT_WORDS)), np.arange(n) % len(DIGIT_WORDS)
+    k = model.config.get("num_classes")
+    return ModelEps(model), (None if k is None else np.arange(n) % k)
+
+
+def _draw(eps, sched, shape, sampler, steps, ddpm_steps, kw):
+    """``(samples, the sampler's name)``: DDIM with ``steps``, Algorithm 2, or Algorithm 2 respaced to ``ddpm_steps``."""
+    from ddpm_ref.sample import sample_ddim, sample_ddpm, sample_ddpm_respaced
+
+    if sampler == "ddpm" and ddpm_steps is not None and ddpm_steps < sched.T:
+        return sample_ddpm_respaced(eps, sched, shape, steps=ddpm_steps, **kw), f"ddpm{ddpm_steps}"
+    if sampler == "ddpm":
+        return sample_ddpm(eps, sched, shape, **kw), "ddpm"
+    return sample_ddim(eps, sched, shape, steps=steps, **kw), f"ddim{steps}"
 
 
 def _check(args, model, meta) -> None:
