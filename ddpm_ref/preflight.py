@@ -15,7 +15,7 @@ import numbers
 import os
 import tempfile
 
-__all__ = ["count", "check_seed", "check_number", "check_output_file", "check_output_dir"]
+__all__ = ["count", "check_seed", "check_number", "check_output_file", "check_output_dir", "add_resume_flags"]
 
 
 def count(text: str) -> int:
@@ -78,3 +78,12 @@ def check_output_file(path, name: str) -> str:
         raise ValueError(f"{name} {path!r} is a directory; give a file name")
     check_output_dir(os.path.dirname(os.path.abspath(path)), name)
     return path
+
+
+def add_resume_flags(parser: argparse.ArgumentParser, changeable: str = "--steps, --checkpoint-every and --lr") -> None:
+    """--resume, --overwrite and --no-progress, as the training commands of the classifier and autoencoder take them."""
+    parser.add_argument("--resume", action="store_true",
+                        help=f"continue the run in --run-dir: flags left out keep the saved values; only "
+                             f"{changeable} may change")
+    parser.add_argument("--overwrite", action="store_true", help="start a new run in a --run-dir that holds one")
+    parser.add_argument("--no-progress", action="store_true")

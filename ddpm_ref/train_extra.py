@@ -54,7 +54,7 @@ from ddpm_ref.runlock import RunLock, check_run_dir, remove_stale_temporaries
 from ddpm_ref.runs import build_model, check_description, restore_training_arrays
 from ddpm_ref.schedules import SCHEDULE_NAMES, make_schedule
 
-__all__ = ["train_classifier", "train_autoencoder", "saved_options", "CHECKPOINT_NAME", "CHANGEABLE_ON_RESUME"]
+__all__ = ["train_classifier", "train_autoencoder", "options_from_flags", "saved_options", "CHECKPOINT_NAME", "CHANGEABLE_ON_RESUME"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -141,6 +141,13 @@ def _load(path: str, kind: str):
         raise ValueError(f"{path}: the checkpoint's description is incomplete ({err!r})") from None
     restore_training_arrays(state, arrays, path)     # weights, EMA, Adam's moments, losses
     return state, options
+
+
+def options_from_flags(args, names, kind: str) -> dict:
+    """The ``train_*`` options given on the command line (``args.<name>`` not None, for each of ``names``);
+    with ``args.resume``, laid over the saved run's options (``saved_options``)."""
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    return {**saved_options(args.run_dir, kind), **given} if args.resume else given
 
 
 def saved_options(run_dir: str, kind: str) -> dict:

@@ -33,6 +33,8 @@ OPTIONS = ("steps", "batch_size", "lr", "seed", "hidden_channels", "latent_chann
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ddpm_ref.preflight import add_resume_flags
+
     parser.add_argument("--run-dir", "--out", dest="run_dir", default="runs/autoencoder",
                         help="where the run goes (default: runs/autoencoder)")
     parser.add_argument("--steps", type=int, help="total optimiser steps (default: 1500; --resume: the saved run's)")
@@ -43,21 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-channels", type=int, help="default: 2")
     parser.add_argument("--kl-weight", type=float, help="w of the KL term (0: plain autoencoder; default: 1e-4)")
     parser.add_argument("--checkpoint-every", type=int, help="default: 500 (0: at the end)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run-dir: flags left out keep the saved values; only "
-                             "--steps, --checkpoint-every and --lr may change")
-    parser.add_argument("--overwrite", action="store_true", help="start a new run in a --run-dir that holds one")
-    parser.add_argument("--no-progress", action="store_true")
+    add_resume_flags(parser)
 
 
 def run(args) -> int:
     import inspect
 
-    from ddpm_ref.train_extra import saved_options, train_autoencoder
+    from ddpm_ref.train_extra import options_from_flags, train_autoencoder
 
-    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
-    if args.resume:
-        options = {**saved_options(args.run_dir, "autoencoder"), **options}
+    options = options_from_flags(args, OPTIONS, "autoencoder")
     ae, scale, mse, sec = train_autoencoder(args.run_dir, **options, resume=args.resume, overwrite=args.overwrite,
                                             progress=not args.no_progress)
     steps = options.get("steps", inspect.signature(train_autoencoder).parameters["steps"].default)

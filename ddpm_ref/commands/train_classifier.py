@@ -30,6 +30,8 @@ OPTIONS = ("steps", "batch_size", "lr", "seed", "base_channels", "groups", "sche
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ddpm_ref.preflight import add_resume_flags
+
     parser.add_argument("--run-dir", "--out", dest="run_dir", default="runs/classifier",
                         help="where the run goes (default: runs/classifier)")
     parser.add_argument("--steps", type=int, help="total optimiser steps (default: 1500; --resume: the saved run's)")
@@ -41,21 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", help="the diffusion model's noise schedule (default: linear)")
     parser.add_argument("--T", type=int, help="the diffusion model's T (default: 1000)")
     parser.add_argument("--checkpoint-every", type=int, help="default: 500 (0: at the end)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run-dir: flags left out keep the saved values; only "
-                             "--steps, --checkpoint-every and --lr may change")
-    parser.add_argument("--overwrite", action="store_true", help="start a new run in a --run-dir that holds one")
-    parser.add_argument("--no-progress", action="store_true")
+    add_resume_flags(parser)
 
 
 def run(args) -> int:
     import inspect
 
-    from ddpm_ref.train_extra import saved_options, train_classifier
+    from ddpm_ref.train_extra import options_from_flags, train_classifier
 
-    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
-    if args.resume:
-        options = {**saved_options(args.run_dir, "noisy_classifier"), **options}
+    options = options_from_flags(args, OPTIONS, "noisy_classifier")
     _, loss, sec = train_classifier(args.run_dir, **options, resume=args.resume, overwrite=args.overwrite,
                                     progress=not args.no_progress)
     steps = options.get("steps", inspect.signature(train_classifier).parameters["steps"].default)
