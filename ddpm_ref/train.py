@@ -34,9 +34,10 @@ only ``CHANGEABLE_ON_RESUME`` (``ddpm_ref.run_checks``).
 flight, saves it and raises ``Interrupted``; a second one raises ``Aborted`` at once and writes
 nothing. **One writer** (``ddpm_ref.runlock``): the run directory is locked while ``train`` runs.
 
-Why over 400 lines: the configuration, one step of Algorithm 1 (with its issue-11 targets and
-the hybrid loss), saving and loading the state and the loop belong together; Ctrl-C, the run lock
-and the resume checks already live in ``interrupts.py``, ``runlock.py`` and ``run_checks.py``.
+Why over 400 lines: the configuration, one step of Algorithm 1 (with its issue-11 targets, the
+hybrid loss and issue 12's prompts), saving and loading the state and the loop belong together;
+Ctrl-C, the run lock and the resume checks already live in ``interrupts.py``, ``runlock.py`` and
+``run_checks.py``.
 """
 
 from __future__ import annotations

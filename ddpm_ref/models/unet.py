@@ -37,6 +37,10 @@ step 0, the loss of the best constant guess).
 The forward pass records a *tape*: the list of blocks it ran, with their caches. ``backward``
 walks the tape in reverse; a skip connection's gradient is held on a stack until the backward
 walk reaches the point where the skip was taken.
+
+Why over 400 lines: one class, read top to bottom — parameters, the input checks (x, t, labels,
+prompt tokens: each refused with a message naming it), forward and backward; the architecture
+(``unet_plan.py``) and the blocks (``unet_blocks.py``, ``cross_attention_block.py``) are already apart.
 """
 
 from __future__ import annotations
